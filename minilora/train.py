@@ -1,0 +1,185 @@
+"""One small, readable training loop used by every notebook, plus evaluation and error bars.
+
+    history = train(model, encoded_train, steps=200, lr=5e-5, eval_data=encoded_val, eval_every=50)
+    acc = evaluate(model, encoded_test)
+    se = binomial_se(acc, len(encoded_test))
+
+The optimizer is injectable: pass an ``torch.optim.Optimizer`` instance, or a callable
+``params -> optimizer``; the default is AdamW over the parameters that require grad.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .data import Encoded, batches
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def quiet() -> bool:
+    """True under CI (``CI`` set and not "false"): progress bars stay off there."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+@dataclass
+class History:
+    """What a run measured: loss per step, (step, accuracy) per evaluation, time, memory."""
+
+    loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_accuracy: list[float] = field(default_factory=list)
+    wall_time: float = 0.0  # whole run, evaluations included
+    seconds_per_step: float = 0.0
+    peak_memory_bytes: int | None = None  # CUDA only; None where it cannot be measured
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(model, data: Encoded, batch_size=128) -> torch.Tensor:
+    """Logits (N x num_labels, float32, on the CPU) for every row of ``data``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    out = []
+    for batch in batches(data, batch_size):
+        batch.pop("labels")
+        out.append(model(**_to(batch, device)).logits.float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(model, data: Encoded, batch_size=128) -> float:
+    """Accuracy of ``argmax(logits)`` against ``data.labels``."""
+    logits = predict(model, data, batch_size)
+    return (logits.argmax(-1) == data.labels).float().mean().item()
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on ``n`` examples: sqrt(p(1-p)/n)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n)
+
+
+def compare(acc_a: float, acc_b: float, n: int, z: float = 2.0) -> str:
+    """Verdict on ``acc_a`` vs ``acc_b`` (both on the same ``n`` test rows).
+
+    The difference counts only beyond ``z`` standard errors of a difference of two
+    independent binomial estimates, sqrt(se_a^2 + se_b^2) (conservative for a shared test
+    set). Returns "higher", "lower" or "no difference" (for a, relative to b).
+    """
+    se = math.hypot(binomial_se(acc_a, n), binomial_se(acc_b, n))
+    if acc_a - acc_b > z * se:
+        return "higher"
+    if acc_b - acc_a > z * se:
+        return "lower"
+    return "no difference"
+
+
+def _make_optimizer(optimizer, model, lr, weight_decay):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no parameter with requires_grad=True: nothing to train")
+    if optimizer is None:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if callable(optimizer):
+        return optimizer(params)
+    raise TypeError(f"optimizer must be None, an Optimizer or a callable(params), got {type(optimizer).__name__}")
+
+
+def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_decay=0.01,
+          optimizer=None, clip=1.0, seed=0, eval_data: Encoded | None = None, eval_every=0,
+          warmup=0.1, progress=None, extra_loss=None, on_step=None) -> History:
+    """Train ``model`` for ``steps`` optimizer steps on shuffled batches of ``data``.
+
+    Linear warm-up over the first ``warmup`` fraction of steps, then linear decay to 0.
+    ``clip`` bounds the global gradient norm (None: off). ``eval_data`` is scored every
+    ``eval_every`` steps and at the end. ``extra_loss(model)`` is added to the task loss
+    (e.g. a regulariser); ``on_step(model, step)`` runs after each optimizer step (e.g. a
+    rank allocator). ``progress=None`` shows a tqdm bar except under CI.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite float > 0, got {lr!r}")
+    if clip is not None and not clip > 0:
+        raise ValueError(f"clip must be > 0 or None, got {clip!r}")
+    if not 0 <= warmup < 1:
+        raise ValueError(f"warmup must be in [0, 1), got {warmup!r}")
+    if eval_every and eval_data is None:
+        raise ValueError("eval_every needs eval_data")
+    set_seed(seed)
+    device = _device_of(model)
+    opt = _make_optimizer(optimizer, model, lr, weight_decay)
+    n_warm = int(warmup * steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(n_warm, 1) if s < n_warm else max(0.0, (steps - s) / max(steps - n_warm, 1)))
+    gen = torch.Generator().manual_seed(seed)
+    history = History()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, disable=quiet() if progress is None else not progress, leave=False)
+    model.train()
+    start = time.perf_counter()
+    step, eval_time = 0, 0.0
+    while step < steps:
+        for batch in batches(data, batch_size, shuffle=True, generator=gen):
+            loss = model(**_to(batch, device)).loss
+            if extra_loss is not None:
+                loss = loss + extra_loss(model)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
+            opt.step()
+            sched.step()
+            step += 1
+            if on_step is not None:
+                on_step(model, step)
+            history.loss.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
+            if eval_data is not None and ((eval_every and step % eval_every == 0) or step == steps):
+                t_eval = time.perf_counter()
+                history.eval_steps.append(step)
+                history.eval_accuracy.append(evaluate(model, eval_data))
+                model.train()
+                eval_time += time.perf_counter() - t_eval
+            if step == steps:
+                break
+    bar.close()
+    model.eval()
+    history.wall_time = time.perf_counter() - start
+    history.seconds_per_step = (history.wall_time - eval_time) / steps  # training only
+    if device.type == "cuda":
+        history.peak_memory_bytes = int(torch.cuda.max_memory_allocated(device))
+    return history
