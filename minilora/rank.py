@@ -1,0 +1,238 @@
+"""Intrinsic-rank analysis of a weight matrix: is a fine-tuning update ΔW really low-rank?
+
+The LoRA paper (Hu et al. 2021, §4 and §7) rests on the hypothesis that the update a task
+makes to a pretrained weight has a low "intrinsic rank". These functions measure that on
+any 2-D matrix (a ``torch.Tensor`` or a NumPy array), via its singular value decomposition
+``W = U diag(σ) Vᵀ`` with ``σ_1 ≥ σ_2 ≥ … ≥ 0``:
+
+    spectrum(W)                     σ, descending
+    effective_rank(W)               exp(H(p)), p_i = σ_i / Σσ        (Roy & Vetterli 2007)
+    energy_rank(W, frac)            min r with Σ_{i≤r} σ_i² ≥ frac·Σσ²
+    truncate(W, r)                  best rank-r approximation          (Eckart–Young)
+    truncation_error(W, r)          ‖W − W_r‖_F / ‖W‖_F = sqrt(Σ_{i>r} σ_i² / Σσ²)
+    singular_vectors(W, side)       U (left) or V (right), orthonormal columns
+    subspace_similarity(U1, U2, i, j)        LoRA eq. 4
+    subspace_similarity_grid(U1, U2, I, J)   eq. 4 for every i ≤ I, j ≤ J (LoRA Fig. 3)
+    amplification_factor(ΔW, W, r)           ‖ΔW‖_F / ‖Uᵀ W V‖_F       (LoRA §7.3)
+    random_like(W, seed)            Gaussian matrix of the same shape and Frobenius norm
+
+All decompositions run in float64 on the CPU for accuracy; ``truncate`` returns the input's
+dtype and device (a NumPy input gives a tensor of its dtype). Scalars come back as Python
+``float``/``int``, vectors as float64 tensors. Bad input raises ``TypeError``/``ValueError``
+naming the parameter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def as_matrix(W, name="W") -> torch.Tensor:
+    """``W`` as a float64 CPU tensor, after checking it is a finite, non-empty 2-D matrix."""
+    if isinstance(W, np.ndarray):
+        W = torch.from_numpy(W)
+    if not isinstance(W, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(W).__name__}")
+    if W.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (a matrix), got shape {tuple(W.shape)}")
+    if W.numel() == 0:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(W.shape)}")
+    if W.is_complex() or not (W.is_floating_point() or W.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {W.dtype}")
+    W = W.detach().to("cpu", torch.float64)
+    if not torch.isfinite(W).all():
+        raise ValueError(f"{name} must be finite; it holds NaN or inf")
+    return W
+
+
+def _check_int(value, name: str, low: int, high: int, why="") -> int:
+    """``value`` as an int in [low, high]; TypeError/ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}]{why}, got {value}")
+    return int(value)
+
+
+def _check_rank(r, W: torch.Tensor, name="r", low=0) -> int:
+    """``r`` as an int in [low, min(W.shape)]."""
+    return _check_int(r, name, low, min(W.shape), f" for a {tuple(W.shape)} matrix")
+
+
+def _like(out: torch.Tensor, W) -> torch.Tensor:
+    """``out`` in ``W``'s floating dtype (and device, for a tensor); float32 otherwise."""
+    if isinstance(W, torch.Tensor) and W.is_floating_point():
+        return out.to(W.device, W.dtype)
+    if isinstance(W, np.ndarray) and np.issubdtype(W.dtype, np.floating):
+        return out.to(torch.from_numpy(W[:0]).dtype)
+    return out.float()
+
+
+def spectrum(W) -> torch.Tensor:
+    """Singular values σ_1 ≥ … ≥ σ_min(m,n) ≥ 0 of ``W`` (float64), from ``W = U diag(σ) Vᵀ``."""
+    return torch.linalg.svdvals(as_matrix(W))
+
+
+def effective_rank(W) -> float:
+    """Effective rank (Roy & Vetterli 2007): ``exp(−Σ p_i log p_i)`` with ``p_i = σ_i / Σ_j σ_j``.
+
+    A smooth count of the directions a matrix uses: n for a multiple of the n×n identity,
+    1 for a rank-1 matrix, always in [1, rank(W)]. Terms with p_i = 0 contribute 0. A zero
+    matrix has no distribution of singular values, so it raises ``ValueError``.
+    """
+    s = spectrum(W)
+    total = s.sum()
+    if total == 0:
+        raise ValueError("W must be non-zero: the effective rank of a zero matrix is undefined")
+    p = s / total
+    p = p[p > 0]
+    # H(p) = −Σ p_i log p_i ;  erank = exp(H)
+    return math.exp(float(-(p * p.log()).sum()))
+
+
+def energy_rank(W, frac=0.9) -> int:
+    """Smallest r with ``Σ_{i≤r} σ_i² ≥ frac · Σ_i σ_i²``: how many directions hold ``frac`` of ‖W‖²_F.
+
+    ``frac`` is in (0, 1]; a zero matrix has rank 0. A relative tolerance of 1e-12 absorbs
+    float rounding, so ``frac=1`` returns the numerical rank rather than min(m, n).
+    """
+    if isinstance(frac, bool) or not isinstance(frac, (int, float, np.floating)) or not 0 < frac <= 1:
+        raise ValueError(f"frac must be a number in (0, 1], got {frac!r}")
+    energy = spectrum(W) ** 2
+    total = float(energy.sum())
+    if total == 0:
+        return 0
+    cumulative = energy.cumsum(0)
+    # first index where Σ_{i≤r} σ_i² reaches frac·Σσ² (tolerance for rounding)
+    return int((cumulative < frac * total * (1 - 1e-12)).sum()) + 1
+
+
+def svd(W):
+    """``(U, σ, Vᵀ)`` of ``W`` in float64, thin: ``W = U diag(σ) Vᵀ`` (σ descending)."""
+    return torch.linalg.svd(as_matrix(W), full_matrices=False)
+
+
+def truncate(W, r) -> torch.Tensor:
+    """Best rank-r approximation ``W_r = Σ_{i≤r} σ_i u_i v_iᵀ`` (Eckart–Young–Mirsky).
+
+    ``r`` is an int in [0, min(m, n)] (0 gives zeros, min(m, n) gives ``W`` back to rounding).
+    No rank-r matrix is closer in Frobenius or spectral norm; the Frobenius error is
+    ``sqrt(Σ_{i>r} σ_i²)``. The result has ``W``'s dtype and device (float32 for NumPy input).
+    """
+    M = as_matrix(W)
+    r = _check_rank(r, M)
+    U, s, Vh = torch.linalg.svd(M, full_matrices=False)
+    # W_r = U[:, :r] diag(σ[:r]) Vᵀ[:r]
+    return _like((U[:, :r] * s[:r]) @ Vh[:r], W)
+
+
+def truncation_error(W, r) -> float:
+    """Relative error of the best rank-r approximation, ``‖W − W_r‖_F / ‖W‖_F = sqrt(Σ_{i>r} σ_i² / Σ σ_i²)``.
+
+    Computed from the spectrum alone (Eckart–Young); 0 for a zero matrix.
+    """
+    M = as_matrix(W)
+    r = _check_rank(r, M)
+    energy = torch.linalg.svdvals(M) ** 2
+    total = float(energy.sum())
+    return 0.0 if total == 0 else math.sqrt(max(float(energy[r:].sum()), 0.0) / total)
+
+
+def singular_vectors(W, side="left", r=None) -> torch.Tensor:
+    """The top-r singular directions of ``W`` as orthonormal columns (float64).
+
+    ``side="left"``: U[:, :r] (m × r), spanning W's column space; ``side="right"``:
+    V[:, :r] = Vᵀ[:r].T (n × r), spanning its row space. ``r=None`` keeps min(m, n). For a
+    LoRA adapter ``A`` (r × d_in) the LoRA paper's §7.2 uses the right singular vectors.
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    M = as_matrix(W)
+    r = min(M.shape) if r is None else _check_rank(r, M, low=1)
+    U, _, Vh = torch.linalg.svd(M, full_matrices=False)
+    return U[:, :r] if side == "left" else Vh[:r].T
+
+
+def _check_orthonormal(U, name: str, k: int) -> torch.Tensor:
+    """``U`` as float64 with its first k columns checked orthonormal (UᵀU = I to 1e-4)."""
+    U = as_matrix(U, name)
+    head = U[:, :k]
+    err = float((head.T @ head - torch.eye(k, dtype=U.dtype)).abs().max())
+    if err > 1e-4:
+        raise ValueError(
+            f"{name} must have orthonormal columns ({name}ᵀ{name} = I; max deviation {err:.2g}): pass "
+            "singular vectors as columns, e.g. singular_vectors(A, 'right') for a LoRA A (r × d_in)")
+    return U
+
+
+def _check_pair(U1, U2, i, j):
+    """Validate a pair of orthonormal bases (d × k1, d × k2) and 1 ≤ i ≤ k1, 1 ≤ j ≤ k2."""
+    a, b = as_matrix(U1, "U1"), as_matrix(U2, "U2")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"U1 and U2 must have the same number of rows (the ambient dimension d), "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    i = _check_int(i, "i", 1, a.shape[1], f" (U1 has {a.shape[1]} columns)")
+    j = _check_int(j, "j", 1, b.shape[1], f" (U2 has {b.shape[1]} columns)")
+    return _check_orthonormal(a, "U1", i), _check_orthonormal(b, "U2", j), i, j
+
+
+def subspace_similarity(U1, U2, i, j) -> float:
+    """LoRA eq. 4: ``φ(U1, U2, i, j) = ‖U1[:, :i]ᵀ U2[:, :j]‖²_F / min(i, j)`` ∈ [0, 1].
+
+    ``U1`` (d × k1) and ``U2`` (d × k2) hold directions as **orthonormal columns**, most
+    important first — singular vectors from ``singular_vectors`` (for LoRA adapters ``A``,
+    r × d_in, the right ones, as in §7.2). The value is the mean squared cosine of the
+    principal angles between span(U1[:, :i]) and span(U2[:, :j]): 1 when one span contains
+    the other, 0 when they are orthogonal. Non-orthonormal input raises ``ValueError``.
+    """
+    a, b, i, j = _check_pair(U1, U2, i, j)
+    # φ = ‖U1_iᵀ U2_j‖²_F / min(i, j)
+    return float((a[:, :i].T @ b[:, :j]).pow(2).sum()) / min(i, j)
+
+
+def subspace_similarity_grid(U1, U2, i_max, j_max) -> torch.Tensor:
+    """``φ(U1, U2, i, j)`` for all 1 ≤ i ≤ i_max, 1 ≤ j ≤ j_max, as an (i_max × j_max) float64 tensor.
+
+    Entry ``[i−1, j−1]`` equals ``subspace_similarity(U1, U2, i, j)``: one product
+    ``M = U1ᵀU2``, then 2-D cumulative sums of M² divided by min(i, j) (LoRA Fig. 3 heatmaps).
+    """
+    a, b, i_max, j_max = _check_pair(U1, U2, i_max, j_max)
+    sq = (a[:, :i_max].T @ b[:, :j_max]).pow(2)
+    # Σ_{p≤i, q≤j} M_pq²
+    cum = sq.cumsum(0).cumsum(1)
+    i = torch.arange(1, i_max + 1, dtype=cum.dtype)[:, None]
+    j = torch.arange(1, j_max + 1, dtype=cum.dtype)[None, :]
+    return cum / torch.minimum(i, j)
+
+
+def amplification_factor(delta, W, r) -> float:
+    """LoRA §7.3: ``‖ΔW‖_F / ‖Uᵀ W V‖_F``, with U (m × r), V (n × r) the top-r singular vectors of ΔW.
+
+    ``‖Uᵀ W V‖_F`` is how much of W lies in the r-dimensional subspace ΔW acts on; a large
+    ratio means ΔW amplifies directions W itself barely uses (the paper: ≈ 21.5 for Wq at
+    r = 4 on GPT-3). Returns ``inf`` if W has no component in that subspace.
+    """
+    D, M = as_matrix(delta, "delta"), as_matrix(W, "W")
+    if D.shape != M.shape:
+        raise ValueError(f"delta and W must have the same shape, got {tuple(D.shape)} and {tuple(M.shape)}")
+    r = _check_rank(r, D, low=1)
+    U, _, Vh = torch.linalg.svd(D, full_matrices=False)
+    # ‖Uᵀ W V‖_F, U = U_Δ[:, :r], V = V_Δ[:, :r]
+    projected = float(torch.linalg.matrix_norm(U[:, :r].T @ M @ Vh[:r].T))
+    norm = float(torch.linalg.matrix_norm(D))
+    return math.inf if projected == 0 else norm / projected
+
+
+def random_like(W, seed=0) -> torch.Tensor:
+    """A Gaussian matrix with ``W``'s shape, dtype and Frobenius norm: ``G · ‖W‖_F / ‖G‖_F``, G_ij ~ N(0, 1).
+
+    The null model for a spectrum: i.i.d. noise has no preferred directions, so its singular
+    values fall off slowly (Marchenko–Pastur); a structured update falls off faster.
+    """
+    M = as_matrix(W)
+    seed = _check_int(seed, "seed", 0, 2**63 - 1)
+    G = torch.randn(M.shape, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+    return _like(G * (torch.linalg.matrix_norm(M) / torch.linalg.matrix_norm(G)), W)

@@ -1,0 +1,325 @@
+"""minilora.rank against NumPy's SVD, matrices of known rank, and the definitions' invariants."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minilora.rank import (
+    amplification_factor,
+    effective_rank,
+    energy_rank,
+    random_like,
+    singular_vectors,
+    spectrum,
+    subspace_similarity,
+    subspace_similarity_grid,
+    truncate,
+    truncation_error,
+)
+
+
+def known_rank(m, n, r, seed=0, dtype=torch.float64):
+    """A random m × n matrix of rank exactly r (product of Gaussian m×r and r×n factors)."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(m, r, generator=g, dtype=dtype) @ torch.randn(r, n, generator=g, dtype=dtype))
+
+
+def with_spectrum(sigma, m, n, seed=0):
+    """U diag(σ) Vᵀ with random orthonormal U, V: a matrix whose singular values we chose."""
+    g = torch.Generator().manual_seed(seed)
+    k = len(sigma)
+    U, _ = torch.linalg.qr(torch.randn(m, k, generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))
+    return (U * torch.tensor(sigma, dtype=torch.float64)) @ V.T
+
+
+matrices = st.tuples(st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**16)).map(
+    lambda t: torch.randn(t[0], t[1], generator=torch.Generator().manual_seed(t[2]), dtype=torch.float64))
+
+
+# ---- spectrum --------------------------------------------------------------------------------
+
+def test_spectrum_matches_numpy_svd():
+    W = torch.randn(20, 7, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_allclose(spectrum(W).numpy(), np.linalg.svd(W.double().numpy(), compute_uv=False),
+                               rtol=1e-10)
+    np.testing.assert_allclose(spectrum(W.numpy()).numpy(), spectrum(W).numpy())
+    assert spectrum(W).dtype == torch.float64 and spectrum(W).shape == (7,)
+
+
+def test_spectrum_of_chosen_singular_values():
+    sigma = [5.0, 3.0, 0.5, 0.25]
+    np.testing.assert_allclose(spectrum(with_spectrum(sigma, 9, 6)).numpy()[:4], sigma, rtol=1e-10)
+    assert spectrum(with_spectrum(sigma, 9, 6))[4:].abs().max() < 1e-12
+
+
+@given(matrices)
+@settings(max_examples=40, deadline=None)
+def test_spectrum_descending_nonnegative_and_norm(W):
+    s = spectrum(W)
+    assert (s[:-1] >= s[1:]).all() and (s >= 0).all()
+    # Σσ² = ‖W‖²_F
+    assert math.isclose(float((s ** 2).sum()), float((W ** 2).sum()), rel_tol=1e-9, abs_tol=1e-12)
+
+
+# ---- effective rank --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_effective_rank_of_identity_is_n(n):
+    assert effective_rank(3.0 * torch.eye(n)) == pytest.approx(n, rel=1e-12)
+
+
+def test_effective_rank_of_rank_one_is_one():
+    assert effective_rank(known_rank(30, 17, 1)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_effective_rank_by_hand():
+    sigma = [3.0, 1.0]  # p = (3/4, 1/4)
+    expected = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert effective_rank(with_spectrum(sigma, 5, 4)) == pytest.approx(expected, rel=1e-9)
+
+
+@given(matrices)
+@settings(max_examples=40, deadline=None)
+def test_effective_rank_between_one_and_rank(W):
+    e = effective_rank(W)
+    assert 1 - 1e-9 <= e <= np.linalg.matrix_rank(W.numpy()) + 1e-9
+    assert effective_rank(7.5 * W) == pytest.approx(e, rel=1e-9)  # scale-invariant
+
+
+def test_effective_rank_of_zero_matrix_raises():
+    with pytest.raises(ValueError, match="non-zero"):
+        effective_rank(torch.zeros(3, 4))
+
+
+# ---- energy rank -----------------------------------------------------------------------------
+
+def test_energy_rank_by_hand():
+    W = with_spectrum([3.0, 2.0, 1.0, 1.0], 8, 6)  # energies 9, 4, 1, 1 of 15
+    assert energy_rank(W, 0.5) == 1          # 9/15 = 0.6
+    assert energy_rank(W, 0.6) == 1          # exactly reached counts
+    assert energy_rank(W, 0.8) == 2          # 13/15 = 0.867
+    assert energy_rank(W, 0.9) == 3          # 14/15 = 0.933
+    assert energy_rank(W, 1.0) == 4          # numerical rank, not min(m, n) = 6
+
+
+@pytest.mark.parametrize("r", [1, 3, 5])
+def test_energy_rank_full_energy_is_rank(r):
+    assert energy_rank(known_rank(12, 10, r), 1.0) == r
+    assert energy_rank(torch.zeros(4, 4), 0.9) == 0
+
+
+@given(matrices, st.floats(0.01, 1.0))
+@settings(max_examples=40, deadline=None)
+def test_energy_rank_is_the_smallest_sufficient_rank(W, frac):
+    r = energy_rank(W, frac)
+    s2 = spectrum(W).numpy() ** 2
+    assert s2[:r].sum() >= frac * s2.sum() * (1 - 1e-9)
+    if r > 1:
+        assert s2[:r - 1].sum() < frac * s2.sum()
+    assert energy_rank(W, frac) <= energy_rank(W, min(1.0, frac + 0.05))
+
+
+@pytest.mark.parametrize("frac", [0, -0.1, 1.01, float("nan"), "0.9", True])
+def test_energy_rank_bad_frac(frac):
+    with pytest.raises(ValueError, match="frac"):
+        energy_rank(torch.eye(3), frac)
+
+
+# ---- truncation ------------------------------------------------------------------------------
+
+def test_truncate_matches_numpy_svd():
+    W = torch.randn(15, 9, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    U, s, Vt = np.linalg.svd(W.numpy(), full_matrices=False)
+    for r in range(0, 10):
+        np.testing.assert_allclose(truncate(W, r).numpy(), (U[:, :r] * s[:r]) @ Vt[:r], atol=1e-12)
+
+
+def test_truncate_recovers_known_rank_and_keeps_dtype():
+    W = known_rank(20, 12, 3, dtype=torch.float32)
+    out = truncate(W, 3)
+    assert out.dtype == torch.float32 and out.shape == W.shape
+    torch.testing.assert_close(out, W, rtol=1e-5, atol=1e-4)
+    assert truncate(W, 0).abs().max() == 0
+    assert truncate(W.numpy(), 3).dtype == torch.float32
+    assert truncate(W.double().numpy(), 3).dtype == torch.float64
+
+
+@given(matrices, st.data())
+@settings(max_examples=40, deadline=None)
+def test_eckart_young_error_is_the_tail(W, data):
+    r = data.draw(st.integers(0, min(W.shape)))
+    Wr = truncate(W, r)
+    s = spectrum(W)
+    err = float(torch.linalg.matrix_norm(W - Wr))
+    # ‖W − W_r‖_F = sqrt(Σ_{i>r} σ_i²)
+    assert err == pytest.approx(float(s[r:].pow(2).sum().sqrt()), abs=1e-9)
+    assert np.linalg.matrix_rank(Wr.numpy(), tol=1e-9) <= r
+    assert truncation_error(W, r) == pytest.approx(err / float(torch.linalg.matrix_norm(W)), abs=1e-9)
+
+
+def test_truncation_is_best_among_random_rank_r_matrices():
+    W = torch.randn(10, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    best = float(torch.linalg.matrix_norm(W - truncate(W, 2)))
+    for seed in range(20):
+        other = truncate(W + 0.3 * known_rank(10, 8, 8, seed=seed), 2)
+        assert float(torch.linalg.matrix_norm(W - other)) >= best - 1e-12
+
+
+def test_truncation_error_ends():
+    W = known_rank(6, 5, 2)
+    assert truncation_error(W, 0) == pytest.approx(1.0)
+    assert truncation_error(W, 2) == pytest.approx(0.0, abs=1e-7)
+    assert truncation_error(torch.zeros(3, 3), 1) == 0.0
+
+
+# ---- subspace similarity ---------------------------------------------------------------------
+
+def orthonormal(d, k, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(d, k, generator=g, dtype=torch.float64))
+    return Q
+
+
+def test_subspace_similarity_of_a_subspace_with_itself_is_one():
+    U = orthonormal(32, 8)
+    for i in (1, 4, 8):
+        assert subspace_similarity(U, U, i, i) == pytest.approx(1.0)
+    # a subspace inside a larger one: φ = 1 too (normalised by min(i, j))
+    assert subspace_similarity(U, U, 3, 8) == pytest.approx(1.0)
+    # the same span in another basis
+    R, _ = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64))
+    assert subspace_similarity(U, U @ R, 8, 8) == pytest.approx(1.0)
+
+
+def test_subspace_similarity_of_orthogonal_complements_is_zero():
+    Q = orthonormal(20, 20, seed=1)
+    assert subspace_similarity(Q[:, :6], Q[:, 6:], 6, 14) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_subspace_similarity_by_hand():
+    e = torch.eye(4, dtype=torch.float64)
+    U2 = torch.stack([(e[0] + e[2]) / math.sqrt(2), e[3]], 1)
+    # ‖[e0 e1]ᵀ U2‖² = 1/2 (cos² 45°) + 0 ;  / min(2, 2)
+    assert subspace_similarity(e[:, :2], U2, 2, 2) == pytest.approx(0.25)
+    assert subspace_similarity(e[:, :2], U2, 1, 1) == pytest.approx(0.5)
+
+
+def test_subspace_similarity_matches_numpy_with_singular_vectors():
+    A1 = torch.randn(8, 50, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    A2 = torch.randn(64, 50, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    V1, V2 = singular_vectors(A1, "right"), singular_vectors(A2, "right")
+    assert V1.shape == (50, 8) and V2.shape == (50, 50)
+    v1 = np.linalg.svd(A1.numpy())[2].T
+    v2 = np.linalg.svd(A2.numpy())[2].T
+    for i, j in [(1, 1), (4, 10), (8, 50)]:
+        expected = np.linalg.norm(v1[:, :i].T @ v2[:, :j]) ** 2 / min(i, j)
+        assert subspace_similarity(V1, V2, i, j) == pytest.approx(expected, abs=1e-10)
+
+
+@given(st.integers(2, 16), st.integers(1, 8), st.integers(1, 8), st.integers(0, 999), st.data())
+@settings(max_examples=40, deadline=None)
+def test_subspace_similarity_range_symmetry_and_grid(d, k1, k2, seed, data):
+    k1, k2 = min(k1, d), min(k2, d)
+    U1, U2 = orthonormal(d, k1, seed), orthonormal(d, k2, seed + 1)
+    i, j = data.draw(st.integers(1, k1)), data.draw(st.integers(1, k2))
+    phi = subspace_similarity(U1, U2, i, j)
+    assert -1e-12 <= phi <= 1 + 1e-12
+    assert phi == pytest.approx(subspace_similarity(U2, U1, j, i))
+    grid = subspace_similarity_grid(U1, U2, k1, k2)
+    assert grid.shape == (k1, k2)
+    assert float(grid[i - 1, j - 1]) == pytest.approx(phi, abs=1e-12)
+
+
+def test_subspace_similarity_rejects_bad_input():
+    U = orthonormal(10, 4)
+    with pytest.raises(ValueError, match="orthonormal"):
+        subspace_similarity(3 * U, U, 2, 2)
+    A = U.T.contiguous()  # an r × d adapter passed as is, not its singular vectors
+    with pytest.raises(ValueError, match="orthonormal"):
+        subspace_similarity(A, A, 2, 2)
+    with pytest.raises(ValueError, match="same number of rows"):
+        subspace_similarity(U, orthonormal(9, 4), 2, 2)
+    with pytest.raises(ValueError, match="i must be in"):
+        subspace_similarity(U, U, 5, 2)
+    with pytest.raises(ValueError, match="j must be in"):
+        subspace_similarity(U, U, 2, 0)
+    with pytest.raises(TypeError, match="i must be an int"):
+        subspace_similarity(U, U, 2.0, 2)
+    with pytest.raises(ValueError, match="U1 must be 2-D"):
+        subspace_similarity(U[:, 0], U, 1, 1)
+
+
+def test_singular_vectors_bad_side_and_rank():
+    with pytest.raises(ValueError, match="side"):
+        singular_vectors(torch.eye(3), "up")
+    with pytest.raises(ValueError, match="r must be in"):
+        singular_vectors(torch.eye(3), "left", r=4)
+    assert singular_vectors(torch.eye(3), "left", r=2).shape == (3, 2)
+
+
+# ---- amplification factor ---------------------------------------------------------------------
+
+def test_amplification_factor_by_hand():
+    W = torch.diag(torch.tensor([10.0, 1.0, 0.1], dtype=torch.float64))
+    delta = torch.zeros(3, 3, dtype=torch.float64)
+    delta[2, 2] = 2.0  # ΔW acts on e3, where W has 0.1: ‖ΔW‖ / ‖Uᵀ W V‖ = 2 / 0.1
+    assert amplification_factor(delta, W, 1) == pytest.approx(20.0)
+    delta_aligned = torch.diag(torch.tensor([2.0, 0, 0], dtype=torch.float64))
+    assert amplification_factor(delta_aligned, W, 1) == pytest.approx(0.2)
+
+
+def test_amplification_factor_matches_numpy_and_edge_cases():
+    g = torch.Generator().manual_seed(6)
+    W, delta = torch.randn(12, 9, generator=g), known_rank(12, 9, 4, seed=7)
+    U, _, Vt = np.linalg.svd(delta.numpy(), full_matrices=False)
+    expected = np.linalg.norm(delta.numpy()) / np.linalg.norm(U[:, :4].T @ W.numpy() @ Vt[:4].T)
+    assert amplification_factor(delta, W, 4) == pytest.approx(expected, rel=1e-9)
+    e1, e2 = torch.diag(torch.tensor([1.0, 0.0])), torch.diag(torch.tensor([0.0, 1.0]))
+    assert amplification_factor(e2, e1, 1) == math.inf
+    with pytest.raises(ValueError, match="same shape"):
+        amplification_factor(delta, W.T, 2)
+    with pytest.raises(ValueError, match="r must be in"):
+        amplification_factor(delta, W, 0)
+
+
+# ---- random_like and input validation ----------------------------------------------------------
+
+def test_random_like_shape_norm_dtype_and_seed():
+    W = known_rank(30, 20, 2, dtype=torch.float32)
+    R = random_like(W, seed=1)
+    assert R.shape == W.shape and R.dtype == torch.float32
+    assert float(torch.linalg.matrix_norm(R)) == pytest.approx(float(torch.linalg.matrix_norm(W)), rel=1e-5)
+    assert torch.equal(R, random_like(W, seed=1)) and not torch.equal(R, random_like(W, seed=2))
+    assert effective_rank(R) > 5 * effective_rank(W)  # noise spreads over all directions
+
+
+@pytest.mark.parametrize("fn", [spectrum, effective_rank, lambda W: energy_rank(W, 0.9),
+                                lambda W: truncate(W, 1), lambda W: truncation_error(W, 1), random_like])
+def test_bad_matrices(fn):
+    with pytest.raises(ValueError, match="W must be 2-D"):
+        fn(torch.ones(3))
+    with pytest.raises(ValueError, match="W must be 2-D"):
+        fn(torch.ones(2, 2, 2))
+    with pytest.raises(ValueError, match="finite"):
+        fn(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="finite"):
+        fn(np.array([[1.0, np.inf]]))
+    with pytest.raises(ValueError, match="non-empty"):
+        fn(torch.ones(0, 3))
+    with pytest.raises(TypeError, match="W must be a torch.Tensor"):
+        fn([[1.0, 2.0]])
+    with pytest.raises(TypeError, match="real"):
+        fn(torch.ones(2, 2, dtype=torch.complex64))
+
+
+@pytest.mark.parametrize("r, err", [(-1, ValueError), (4, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_truncate_bad_rank(r, err):
+    with pytest.raises(err, match="r must be"):
+        truncate(torch.ones(3, 5), r)
+    with pytest.raises(err, match="r must be"):
+        truncation_error(torch.ones(3, 5), r)
