@@ -13,6 +13,7 @@ any 2-D matrix (a ``torch.Tensor`` or a NumPy array), via its singular value dec
     singular_vectors(W, side)       U (left) or V (right), orthonormal columns
     subspace_similarity(U1, U2, i, j)        LoRA eq. 4
     subspace_similarity_grid(U1, U2, I, J)   eq. 4 for every i ≤ I, j ≤ J (LoRA Fig. 3)
+    projection_norm(W, U, V)        ‖Uᵀ W V‖_F                         (LoRA Table 7)
     amplification_factor(ΔW, W, r)           ‖ΔW‖_F / ‖Uᵀ W V‖_F       (LoRA §7.3)
     random_like(W, seed)            Gaussian matrix of the same shape and Frobenius norm
 
@@ -208,6 +209,19 @@ def subspace_similarity_grid(U1, U2, i_max, j_max) -> torch.Tensor:
     return cum / torch.minimum(i, j)
 
 
+def projection_norm(W, U, V) -> float:
+    """``‖Uᵀ W V‖_F``: the size of W inside the subspace pair (columns of U, columns of V); LoRA Table 7.
+
+    ``U`` (m × r) and ``V`` (n × r) must have orthonormal columns (e.g. ``singular_vectors``).
+    """
+    M, U, V = as_matrix(W), as_matrix(U, "U"), as_matrix(V, "V")
+    U, V = _check_orthonormal(U, "U", U.shape[1]), _check_orthonormal(V, "V", V.shape[1])
+    if U.shape[0] != M.shape[0] or V.shape[0] != M.shape[1]:
+        raise ValueError(f"U must have {M.shape[0]} rows and V {M.shape[1]} rows for W of shape "
+                         f"{tuple(M.shape)}, got U {tuple(U.shape)} and V {tuple(V.shape)}")
+    return float(torch.linalg.matrix_norm(U.T @ M @ V))
+
+
 def amplification_factor(delta, W, r) -> float:
     """LoRA §7.3: ``‖ΔW‖_F / ‖Uᵀ W V‖_F``, with U (m × r), V (n × r) the top-r singular vectors of ΔW.
 
@@ -221,7 +235,7 @@ def amplification_factor(delta, W, r) -> float:
     r = _check_rank(r, D, low=1)
     U, _, Vh = torch.linalg.svd(D, full_matrices=False)
     # ‖Uᵀ W V‖_F, U = U_Δ[:, :r], V = V_Δ[:, :r]
-    projected = float(torch.linalg.matrix_norm(U[:, :r].T @ M @ Vh[:r].T))
+    projected = projection_norm(M, U[:, :r], Vh[:r].T)
     norm = float(torch.linalg.matrix_norm(D))
     return math.inf if projected == 0 else norm / projected
 

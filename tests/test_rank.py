@@ -12,6 +12,7 @@ from minilora.rank import (
     amplification_factor,
     effective_rank,
     energy_rank,
+    projection_norm,
     random_like,
     singular_vectors,
     spectrum,
@@ -285,6 +286,20 @@ def test_amplification_factor_matches_numpy_and_edge_cases():
         amplification_factor(delta, W.T, 2)
     with pytest.raises(ValueError, match="r must be in"):
         amplification_factor(delta, W, 0)
+
+
+def test_projection_norm_by_hand_and_validation():
+    W = torch.diag(torch.tensor([10.0, 1.0, 0.1], dtype=torch.float64))
+    e = torch.eye(3, dtype=torch.float64)
+    assert projection_norm(W, e[:, :1], e[:, :1]) == pytest.approx(10.0)
+    assert projection_norm(W, e[:, 1:], e[:, 1:]) == pytest.approx(math.hypot(1.0, 0.1))
+    assert projection_norm(W, e, e) == pytest.approx(float(torch.linalg.matrix_norm(W)))
+    with pytest.raises(ValueError, match="U must have orthonormal"):
+        projection_norm(W, 2 * e[:, :1], e[:, :1])
+    with pytest.raises(ValueError, match="V must have orthonormal"):
+        projection_norm(W, e[:, :1], torch.ones(3, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="rows"):
+        projection_norm(W, torch.eye(4)[:, :1], e[:, :1])
 
 
 # ---- random_like and input validation ----------------------------------------------------------
