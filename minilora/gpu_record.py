@@ -1,0 +1,85 @@
+"""The recorded output of ``scripts/gpu_check.py`` in ``docs/gpu.md``: write it, read it back.
+
+The record sits between two HTML comments so the page keeps its prose around it; inside,
+a JSON comment carries the exact values and a Markdown table shows them:
+
+    <!-- gpu-check:start -->
+    <!-- gpu-check-json: {"date": ..., "card": ..., "rows": [{"check", "result", "detail"}]} -->
+    Recorded 2026-.. on <card> ...
+    | check | result | detail |
+    <!-- gpu-check:end -->
+
+Notebooks read it with ``read_record`` and show it labelled as recorded (date, card); with
+no run recorded they say so instead of showing numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+START, END = "<!-- gpu-check:start -->", "<!-- gpu-check:end -->"
+JSON_TAG = "<!-- gpu-check-json: "
+NOT_RECORDED = "No GPU run has been recorded yet."
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """``| check | result | detail |`` table of ``rows`` (pipes in cells are escaped)."""
+    def cell(v):
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| check | result | detail |", "|---|---|---|"]
+    lines += [f"| {cell(r['check'])} | {cell(r['result'])} | {cell(r['detail'])} |" for r in rows]
+    return "\n".join(lines)
+
+
+def format_record(record: dict) -> str:
+    """The block (markers included) for ``record`` = {date, card, torch, cuda_runtime, rows, ...}."""
+    for key in ("date", "card", "rows"):
+        if key not in record:
+            raise ValueError(f"record needs a {key!r} entry")
+    head = (f"Recorded {record['date']} on **{record['card']}** (torch {record.get('torch', '?')}, "
+            f"CUDA runtime {record.get('cuda_runtime', '?')}), by `{record.get('command', 'scripts/gpu_check.py')}`.")
+    return "\n".join([START, JSON_TAG + _json(record) + " -->", head, "",
+                      markdown_table(record["rows"]), END])
+
+
+def _json(record: dict) -> str:
+    # ">" only occurs inside JSON strings, where \u003e means the same: no "-->" can end the comment
+    return json.dumps(record, sort_keys=True).replace(">", "\\u003e")
+
+
+def _split(text: str) -> tuple[str, str, str]:
+    i, j = text.find(START), text.find(END)
+    if i < 0 or j < i:
+        raise ValueError(f"no {START} ... {END} block found")
+    return text[:i], text[i:j + len(END)], text[j + len(END):]
+
+
+def write_record(path, record: dict) -> None:
+    """Replace the record block of the page at ``path`` (atomically: temp file + os.replace)."""
+    path = Path(path)
+    before, _, after = _split(path.read_text(encoding="utf-8"))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(before + format_record(record) + after)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def parse_record(text: str) -> dict | None:
+    """The record dict in ``text`` (a docs/gpu.md page), or None when no run is recorded."""
+    _, block, _ = _split(text)
+    match = re.search(re.escape(JSON_TAG) + r"(.*?) -->", block)
+    return None if match is None else json.loads(match.group(1))
+
+
+def read_record(path) -> dict | None:
+    """``parse_record`` of the file at ``path``."""
+    return parse_record(Path(path).read_text(encoding="utf-8"))
