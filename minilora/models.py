@@ -70,8 +70,9 @@ def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
 
     local = name is None or Path(str(name)).expanduser().is_dir()
     source = str(default_model_path() if name is None else Path(str(name)).expanduser() if local else name)
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # "newly initialised classifier" is expected here
+    hf_logging.disable_progress_bar()
     try:
         with _offline() if local else contextlib.nullcontext():
             tokenizer = AutoTokenizer.from_pretrained(source)
@@ -91,5 +92,46 @@ def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
         ) from e
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     model.to(device if device is not None else "cpu")
     return model, tokenizer
+
+
+def resolve_device(device=None) -> torch.device:
+    """A notebook's ``DEVICE`` parameter -> torch.device: None -> cpu (the CPU-size default),
+    "auto" -> ``pick_device()``, anything else -> ``torch.device(device)``."""
+    if device is None:
+        return torch.device("cpu")
+    if device == "auto":
+        return pick_device()
+    return torch.device(device)
+
+
+PARAMETER_GROUPS = ("embeddings", "Wq", "Wk", "Wv", "Wo", "FFN", "LayerNorm", "pooler", "classifier", "other")
+
+
+def _group_of(name: str) -> str:
+    if "LayerNorm" in name:
+        return "LayerNorm"
+    for key, group in ((".embeddings.", "embeddings"), (".query.", "Wq"), (".key.", "Wk"),
+                       (".value.", "Wv"), (".attention.output.dense.", "Wo"), (".intermediate.", "FFN"),
+                       (".output.dense.", "FFN"), (".pooler.", "pooler")):
+        if key in f".{name}":
+            return group
+    return "classifier" if name.startswith("classifier.") else "other"
+
+
+def parameter_groups(model, trainable_only=False) -> dict[str, int]:
+    """Parameter counts of a BERT-style model by module type (weights and biases together):
+    embeddings, the attention projections Wq/Wk/Wv/Wo, the FFN, LayerNorm, pooler, classifier."""
+    counts = dict.fromkeys(PARAMETER_GROUPS, 0)
+    for name, p in model.named_parameters():
+        if p.requires_grad or not trainable_only:
+            counts[_group_of(name)] += p.numel()
+    return counts
+
+
+def count_parameters(model, trainable_only=False) -> int:
+    """Total number of parameters (only those with requires_grad if ``trainable_only``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,86 @@
+"""Figures for the course tour (notebook 00): the data, the parameter budget, accuracies."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_dataset_overview(snippets_by_domain: dict):
+    """Two panels: rows per domain split into positive / negative / neutral (valence = 0),
+    and the histogram of mean human valence per domain (the label cut at 0 drawn in)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    domains = list(snippets_by_domain)
+    kinds = (("positive", 1, "tab:green"), ("negative", 0, "tab:red"), ("neutral", None, "tab:gray"))
+    bottom = np.zeros(len(domains))
+    for title, label, color in kinds:
+        counts = np.array([sum(s.label == label for s in snippets_by_domain[d]) for d in domains])
+        ax1.bar(domains, counts, bottom=bottom, color=color, label=title)
+        bottom += counts
+    ax1.set_ylabel("snippets")
+    ax1.set_title("rows per domain and label")
+    ax1.legend()
+    bins = np.linspace(-4, 4, 33)
+    for d in domains:
+        ax2.hist([s.valence for s in snippets_by_domain[d]], bins=bins, histtype="step", lw=1.6,
+                 label=d, density=True)
+    ax2.axvline(0, color="k", lw=0.8, ls="--")
+    ax2.set_xlabel("mean human valence (label: > 0 positive, < 0 negative)")
+    ax2.set_ylabel("density")
+    ax2.set_title("valence per domain")
+    ax2.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_parameter_budget(groups: dict[str, int]):
+    """Horizontal bars: parameters per module type, with each group's share of the total."""
+    items = [(k, v) for k, v in groups.items() if v]
+    total = sum(v for _, v in items)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(items) + 1))
+    names = [k for k, _ in items][::-1]
+    values = [v for _, v in items][::-1]
+    ax.barh(names, values, color="tab:blue")
+    for y, v in enumerate(values):
+        ax.text(v, y, f"  {v:,} ({100 * v / total:.1f} %)", va="center", fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlim(right=max(values) * 40)
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_title(f"where the {total:,} parameters are")
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_bars(names, accuracies, errors, chance=None, title="test accuracy"):
+    """Bars of accuracy with ±2 standard-error whiskers (and a dashed chance/majority line)."""
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 3.6))
+    x = np.arange(len(names))
+    ax.bar(x, accuracies, yerr=2 * np.asarray(errors), capsize=6, color="tab:blue", alpha=0.8)
+    for xi, a in zip(x, accuracies):
+        ax.text(xi, a + 0.01, f"{100 * a:.1f} %", ha="center", va="bottom")
+    if chance is not None:
+        ax.axhline(chance, color="k", ls="--", lw=0.8, label=f"majority class {100 * chance:.1f} %")
+        ax.legend(loc="lower right")
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy (whiskers: ±2 SE)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_probe(texts, probs_by_model: dict):
+    """P(positive) for a few sentences under each model (the tour's sentiment probe)."""
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(texts) + 1.2))
+    y = np.arange(len(texts))
+    h = 0.8 / max(len(probs_by_model), 1)
+    for i, (name, probs) in enumerate(probs_by_model.items()):
+        ax.barh(y + i * h, probs, height=h, label=name)
+    ax.axvline(0.5, color="k", lw=0.8, ls="--")
+    ax.set_yticks(y + h * (len(probs_by_model) - 1) / 2, [t if len(t) < 60 else t[:57] + "..." for t in texts])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("P(positive)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
