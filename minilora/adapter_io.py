@@ -1,0 +1,223 @@
+"""Save and load LoRA adapters in peft's folder format, so either library reads the other's.
+
+A folder holds two files, each written atomically (temp file + ``os.replace``):
+
+* ``adapter_model.safetensors``: ``base_model.model.<module>.lora_A.weight`` (r × d_in),
+  ``base_model.model.<module>.lora_B.weight`` (d_out × r) per adapted layer, plus the full
+  tensors of the extra trained modules (peft's ``modules_to_save``, e.g. ``classifier``);
+* ``adapter_config.json``: ``peft_type="LORA"``, ``r``, ``lora_alpha``, ``lora_dropout``,
+  ``use_rslora``, ``target_modules`` (the exact module names), ``modules_to_save`` and, when
+  layers differ, ``rank_pattern``/``alpha_pattern``.
+
+Only the adapter is stored (r·(d_in + d_out) numbers per layer), never the base weights:
+this is the storage argument of LoRA §4.2 (one base model, many small task adapters).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+PREFIX = "base_model.model."
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+
+
+def _safetensors():
+    try:
+        import safetensors.torch as st
+    except ImportError as e:  # pragma: no cover - a dependency of transformers
+        raise ImportError("adapter files need the package safetensors: pip install safetensors") from e
+    return st
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temp file next to ``path``, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _most_common(values):
+    return collections.Counter(values).most_common(1)[0][0]
+
+
+def _extra_modules(model, extra) -> list[str]:
+    from .lora import _check_targets, _name_matches
+
+    extra = _check_targets(() if extra is None else extra, "extra")
+    names = [n for n, _ in model.named_modules() if n and extra and _name_matches(n, extra)]
+    return [n for n in names if not any(n.startswith(o + ".") for o in names)]  # outermost only
+
+
+def save_adapter(model: nn.Module, path, extra=("classifier",), base_model_name_or_path=None) -> Path:
+    """Write the LoRA layers of ``model`` (and the ``extra`` modules) as a peft adapter folder.
+
+    ``peft.PeftModel.from_pretrained(base, path)`` loads it with identical outputs. Works
+    on merged models too (A and B are kept). Returns the folder path.
+    """
+    from .lora import lora_layers
+
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError("model has no LoRALinear layer: nothing to save (call apply_lora first)")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"path must be a folder, {path} is a file")
+    path.mkdir(parents=True, exist_ok=True)
+    extras = _extra_modules(model, extra)
+    tensors = {}
+    for name, layer in layers.items():
+        tensors[f"{PREFIX}{name}.lora_A.weight"] = layer.lora_A
+        tensors[f"{PREFIX}{name}.lora_B.weight"] = layer.lora_B
+    for name in extras:
+        for pname, p in model.get_submodule(name).named_parameters():
+            tensors[f"{PREFIX}{name}.{pname}"] = p
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    for field in ("dropout", "rslora"):
+        values = {getattr(layer.dropout, "p", 0.0) if field == "dropout" else layer.rslora
+                  for layer in layers.values()}
+        if len(values) > 1:
+            raise ValueError(f"the LoRA layers use different {field} values {sorted(values)}; "
+                             "peft's config stores one")
+    r = _most_common(layer.r for layer in layers.values())
+    alpha = _most_common(layer.alpha for layer in layers.values())
+    first = next(iter(layers.values()))
+    # peft's SEQ_CLS task always expects the head in the file: claim it only when it is there
+    head_saved = any(n.rpartition(".")[2] in ("classifier", "score") for n in extras)
+    seq_cls = type(model).__name__.endswith("ForSequenceClassification") and head_saved
+    config = {
+        "peft_type": "LORA",
+        "task_type": "SEQ_CLS" if seq_cls else None,
+        "base_model_name_or_path": base_model_name_or_path,
+        "r": r,
+        "lora_alpha": alpha,
+        "lora_dropout": getattr(first.dropout, "p", 0.0),
+        "use_rslora": first.rslora,
+        "init_lora_weights": True if first.init == "kaiming" else "gaussian",
+        "target_modules": sorted(layers),
+        "modules_to_save": extras or None,
+        "rank_pattern": {n: layer.r for n, layer in layers.items() if layer.r != r},
+        "alpha_pattern": {n: layer.alpha for n, layer in layers.items() if layer.alpha != alpha},
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_dora": False,
+        "inference_mode": True,
+    }
+    st = _safetensors()
+    _atomic_write(path / WEIGHTS_NAME, lambda tmp: st.save_file(tensors, tmp, metadata={"format": "pt"}))
+    _atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    return path
+
+
+def _pattern_value(pattern: dict, name: str, default):
+    """peft's rule for rank_pattern/alpha_pattern: key ``k`` applies if ``name`` ends in ``k``."""
+    for key, value in pattern.items():
+        if re.match(rf"(.*\.)?({key})$", name):
+            return value
+    return default
+
+
+def read_adapter(path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(config, tensors)`` of an adapter folder, keys without peft's ``base_model.model.`` prefix."""
+    path = Path(path)
+    for f in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (path / f).is_file():
+            raise FileNotFoundError(f"{path / f} not found: path must be an adapter folder (save_adapter)")
+    config = json.loads((path / CONFIG_NAME).read_text())
+    if config.get("peft_type") != "LORA":
+        raise ValueError(f"peft_type must be 'LORA', got {config.get('peft_type')!r} in {path / CONFIG_NAME}")
+    for key, ok in (("use_dora", False), ("fan_in_fan_out", False), ("bias", "none"), ("lora_bias", False)):
+        if config.get(key, ok) != ok:
+            raise ValueError(f"{key}={config[key]!r} in {path / CONFIG_NAME} is not supported (only {ok!r})")
+    tensors = _safetensors().load_file(str(path / WEIGHTS_NAME))
+    return config, {k.removeprefix(PREFIX): v for k, v in tensors.items()}
+
+
+def load_adapter(model: nn.Module, path) -> list[str]:
+    """Load a peft-format LoRA adapter into ``model``; returns the adapted module names.
+
+    Plain ``nn.Linear`` targets are wrapped in LoRALinear first (r from the tensors, α,
+    dropout and rsLoRA from the config); existing LoRA layers get their A, B and α replaced
+    (a merged layer is unmerged, loaded and merged again). Every key is checked before
+    anything is changed: a model that does not fit raises ValueError naming each
+    mismatched key (missing module, wrong shape, LoRA layer absent from the adapter).
+    """
+    from .lora import LoRALinear, lora_layers, lora_scaling
+
+    config, tensors = read_adapter(path)
+    pairs, others = {}, {}
+    for key, t in tensors.items():
+        m = re.fullmatch(r"(.+)\.lora_([AB])\.weight", key)
+        if m:
+            pairs.setdefault(m[1], {})[m[2]] = t
+        else:
+            others[key] = t
+    modules, params = dict(model.named_modules()), dict(model.named_parameters())
+    problems = []
+    for name, ab in pairs.items():
+        key = f"{PREFIX}{name}.lora_{'A' if 'A' not in ab else 'B'}.weight"
+        mod = modules.get(name)
+        if set(ab) != {"A", "B"}:
+            problems.append(f"{key}: missing from the adapter")
+        elif mod is None:
+            problems.append(f"{PREFIX}{name}.lora_A.weight: the model has no module {name}")
+        elif not isinstance(mod, nn.Linear | LoRALinear):
+            problems.append(f"{PREFIX}{name}.lora_A.weight: {name} is a {type(mod).__name__}, not a Linear")
+        else:
+            r = ab["A"].shape[0]
+            want = {"A": (r, mod.in_features), "B": (mod.out_features, r)}
+            if isinstance(mod, LoRALinear):
+                want = {"A": tuple(mod.lora_A.shape), "B": tuple(mod.lora_B.shape)}
+            for k in "AB":
+                if tuple(ab[k].shape) != want[k]:
+                    problems.append(f"{PREFIX}{name}.lora_{k}.weight: shape {tuple(ab[k].shape)} in the "
+                                    f"adapter, {want[k]} in the model")
+    for name in lora_layers(model):
+        if name not in pairs:
+            problems.append(f"{PREFIX}{name}.lora_A.weight: the model has this LoRA layer, "
+                            "the adapter does not")
+    for key, t in others.items():
+        if key not in params:
+            problems.append(f"{PREFIX}{key}: not a parameter of the model")
+        elif params[key].shape != t.shape:
+            problems.append(f"{PREFIX}{key}: shape {tuple(t.shape)} in the adapter, "
+                            f"{tuple(params[key].shape)} in the model")
+    if problems:
+        raise ValueError(f"adapter {path} does not fit the model; mismatched keys:\n  "
+                         + "\n  ".join(problems))
+
+    rslora = bool(config.get("use_rslora", False))
+    init = "gaussian" if config.get("init_lora_weights") == "gaussian" else "kaiming"
+    with torch.no_grad():
+        for name, ab in pairs.items():
+            alpha = _pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", 8))
+            layer = modules[name]
+            if not isinstance(layer, LoRALinear):
+                layer = LoRALinear(layer, r=ab["A"].shape[0], alpha=alpha,
+                                   dropout=config.get("lora_dropout", 0.0), init=init, rslora=rslora)
+                parent, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent) if parent else model, child, layer)
+            was_merged = layer.merged
+            layer.unmerge()
+            layer.lora_A.copy_(ab["A"])
+            layer.lora_B.copy_(ab["B"])
+            layer.alpha, layer.rslora = float(alpha), rslora
+            layer.scaling = lora_scaling(alpha, layer.r, rslora)
+            if was_merged:
+                layer.merge()
+        for key, t in others.items():
+            params[key].copy_(t)
+    return list(pairs)
