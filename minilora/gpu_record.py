@@ -41,8 +41,9 @@ def format_record(record: dict) -> str:
     for key in ("date", "card", "rows"):
         if key not in record:
             raise ValueError(f"record needs a {key!r} entry")
+    command = record.get("command", "scripts/gpu_check.py")
     head = (f"Recorded {record['date']} on **{record['card']}** (torch {record.get('torch', '?')}, "
-            f"CUDA runtime {record.get('cuda_runtime', '?')}), by `{record.get('command', 'scripts/gpu_check.py')}`.")
+            f"CUDA runtime {record.get('cuda_runtime', '?')}), by `{command}`.")
     return "\n".join([START, JSON_TAG + _json(record) + " -->", head, "",
                       markdown_table(record["rows"]), END])
 

@@ -127,7 +127,8 @@ def prefetch(t: torch.Tensor, to="cuda") -> bool:
                       "driver migrates managed pages on its own", RuntimeWarning, stacklevel=2)
         return False
     ptr, nbytes = _storage_range(t)
-    runtime.prefetch(ptr, nbytes, device if to == "cuda" else -1, torch.cuda.current_stream(device).cuda_stream)
+    stream = torch.cuda.current_stream(device).cuda_stream
+    runtime.prefetch(ptr, nbytes, device if to == "cuda" else -1, stream)
     return True
 
 
@@ -252,7 +253,8 @@ class PagedAdamW(AdamW):
 
     def state_bytes(self) -> int:
         """Bytes of all ``exp_avg``/``exp_avg_sq`` tensors, paged or not."""
-        return sum(s[k].numel() * s[k].element_size() for s in self.state.values() for k in STATE_KEYS if k in s)
+        return sum(s[k].numel() * s[k].element_size()
+                   for s in self.state.values() for k in STATE_KEYS if k in s)
 
     def load_state_dict(self, state_dict: dict) -> None:
         """torch's loader (which casts states to each parameter's device and dtype), then the

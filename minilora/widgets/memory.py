@@ -1,0 +1,74 @@
+"""Notebook 07's memory explorer: pick a LLaMA size, a fine-tuning method, the sequence
+length and batch, gradient checkpointing and paging, and see what sits on the GPU.
+
+The numbers come from ``minilora.memory_estimate.finetune_memory`` (stated formula and
+assumptions); the logic is a plain function, and the panel's controls are driven by tests
+through ``.value``.
+"""
+
+from __future__ import annotations
+
+from ..memory_estimate import GB, LLAMA, METHODS, finetune_memory
+
+GPU_SIZES_GB = (24, 48, 80)
+
+
+def memory_summary(model="65B", method="qlora", seq_len=512, batch=1, checkpointing=True,
+                   paged=False) -> dict:
+    """Parts in GB, the device total, host-held states and the smallest GPU (24/48/80 GB) it fits."""
+    est = finetune_memory(model, method, seq_len=seq_len, batch=batch, checkpointing=checkpointing,
+                          paged=paged)
+    fits = next((g for g in GPU_SIZES_GB if est["total"] <= g * GB), None)
+    return {**est, "total_gb": est["total"] / GB, "host_gb": est["host (paged states)"] / GB,
+            "fits_gb": fits}
+
+
+class MemoryExplorer:
+    """Dropdowns (model, method), sliders (sequence length, batch), two checkboxes
+    (checkpointing, paged); ``.summary`` holds the latest ``memory_summary`` and ``.panel`` is
+    the ipywidgets box. ``draw=False`` skips the figure (tests)."""
+
+    def __init__(self, model="65B", method="qlora", seq_len=512, batch=1, checkpointing=True, paged=False,
+                 draw=True):
+        import ipywidgets as w
+
+        self.draw = draw
+        self.model = w.Dropdown(options=list(LLAMA), value=model, description="LLaMA")
+        self.method = w.Dropdown(options=list(METHODS), value=method, description="method")
+        self.seq_len = w.IntSlider(value=seq_len, min=128, max=8192, step=128, description="seq len",
+                                   continuous_update=False)
+        self.batch = w.IntSlider(value=batch, min=1, max=64, description="batch", continuous_update=False)
+        self.checkpointing = w.Checkbox(value=checkpointing, description="gradient checkpointing")
+        self.paged = w.Checkbox(value=paged, description="page optimizer states to host")
+        self.text = w.HTML()
+        self.plot = w.Output()
+        controls = (self.model, self.method, self.seq_len, self.batch, self.checkpointing, self.paged)
+        for control in controls:
+            control.observe(lambda _: self.update(), names="value")
+        self.panel = w.VBox([w.HBox([self.model, self.method]), w.HBox([self.seq_len, self.batch]),
+                             w.HBox([self.checkpointing, self.paged]), self.text, self.plot])
+        self.update()
+
+    def update(self) -> dict:
+        """Recompute from the controls, refresh the text and (if drawing) the figure."""
+        self.summary = memory_summary(self.model.value, self.method.value, self.seq_len.value,
+                                      self.batch.value, self.checkpointing.value, self.paged.value)
+        s = self.summary
+        fits = f"fits a {s['fits_gb']} GB GPU" if s["fits_gb"] else "does not fit an 80 GB GPU"
+        host = f", {s['host_gb']:,.1f} GB of optimizer states in host RAM" if s["host_gb"] else ""
+        total = f"{s['total_gb']:,.1f} GB on the GPU ({fits}){host}"
+        self.text.value = f"<b>{s['model']}, {s['method']}</b>: {total}"
+        if self.draw:
+            from IPython.display import display
+
+            from ..viz.memory import memory_stack_figure
+
+            self.plot.clear_output(wait=True)
+            with self.plot:
+                display(memory_stack_figure({f"{s['model']} {s['method']}": s}))
+        return s
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.panel)
