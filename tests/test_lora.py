@@ -16,12 +16,11 @@ from torch import nn
 from minilora.adapter_io import load_adapter, read_adapter, save_adapter
 from minilora.data import encode, load_snippets
 from minilora.lora import LoRALinear, apply_lora, lora_layers, lora_scaling, mark_only_lora_trainable
-from minilora.models import load_model
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    model, tokenizer = load_model()
+def minilm(_minilm_once):  # (base model in eval mode, a batch of 16 movie snippets); shared, read-only
+    model, tokenizer = copy.deepcopy(_minilm_once[0]), _minilm_once[1]
     model.eval()
     batch = encode(load_snippets("movie", "test")[:16], tokenizer, max_length=32).batch(torch.arange(16))
     batch.pop("labels")
