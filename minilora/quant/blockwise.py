@@ -160,7 +160,8 @@ def dequantize(q: QuantizedTensor, impl: str = "auto") -> torch.Tensor:
     absmax = q.absmax_float()
     path = _path(impl, q.device, n, q.levels.numel())
     if path == "reference":
-        flat = decode_blocks(q.codes(), absmax, q.levels, q.blocksize)
+        flat = decode_blocks(q.codes(), absmax, q.levels, q.blocksize).to(q.dtype)
     else:
-        flat = dequantize_fast(q.packed, absmax, q.levels, q.blocksize, n, compiled=path == "compiled")
-    return flat.to(q.dtype).reshape(q.shape)
+        flat = dequantize_fast(q.packed, absmax, q.levels, q.blocksize, n, q.dtype,
+                               compiled=path == "compiled")
+    return flat.reshape(q.shape)

@@ -56,9 +56,14 @@ def quantize_kernel(blocks, midpoints, order, steps: int):
 
 
 def quantize_eager(blocks, midpoints, order, steps: int):
-    """Eager twin of ``quantize_kernel``: ``bucketize`` is the fastest search without fusion."""
+    """Eager twin of ``quantize_kernel``: ``bucketize`` is the fastest search without fusion,
+    and the ``order`` gather is skipped for a sorted table (NF4, INT4)."""
     scaled, absmax = scale_blocks(blocks)
-    return pack_pairs(order[torch.bucketize(scaled, midpoints)]), absmax
+    position = torch.bucketize(scaled, midpoints, out_int32=True)
+    k = int(midpoints.isfinite().sum()) + 1  # number of real levels
+    if not torch.equal(order[:k], torch.arange(k, device=order.device)):  # an unsorted table
+        position = order[position]
+    return pack_pairs(position), absmax
 
 
 def byte_table(levels: torch.Tensor) -> torch.Tensor:
@@ -68,18 +73,19 @@ def byte_table(levels: torch.Tensor) -> torch.Tensor:
     return torch.stack([table16[b >> 4], table16[b & 0xF]], dim=1).contiguous()
 
 
-def dequantize_kernel(packed, absmax, table):
-    """``(n_blocks, B/2)`` bytes → ``(n_blocks, B)`` float32 ``T[byte] · c_block``; compilable."""
+def dequantize_kernel(packed, absmax, table, dtype):
+    """``(n_blocks, B/2)`` bytes → ``(n_blocks, B)`` ``T[byte] · c_block`` (float32 product,
+    then cast to ``dtype``); compilable."""
     pairs = table[packed.long()]  # (n_blocks, B/2, 2): one gather per byte yields two values
-    return (pairs * absmax.view(-1, 1, 1)).view(packed.shape[0], -1)
+    return (pairs * absmax.view(-1, 1, 1)).view(packed.shape[0], -1).to(dtype)
 
 
-def dequantize_eager(packed, absmax, table):
+def dequantize_eager(packed, absmax, table, dtype):
     """Eager twin of ``dequantize_kernel``: the ``(256, 2)`` float32 table is read as 256
     int64 so ``index_select`` moves both values of a byte in one 8-byte gather."""
     table64 = table.view(torch.int64).view(-1)
     pairs = torch.index_select(table64, 0, packed.reshape(-1).int()).view(torch.float32)
-    return pairs.view(packed.shape[0], -1).mul_(absmax.unsqueeze(1))
+    return pairs.view(packed.shape[0], -1).mul_(absmax.unsqueeze(1)).to(dtype)
 
 
 class CompiledKernel:
@@ -131,15 +137,15 @@ def quantize_fast(blocks: torch.Tensor, levels: torch.Tensor, compiled: bool):
 
 
 def dequantize_fast(packed: torch.Tensor, absmax: torch.Tensor, levels: torch.Tensor, blocksize: int,
-                    n: int, compiled: bool) -> torch.Tensor:
-    """Flat packed bytes + float32 absmax → float32 ``(n,)`` via the byte table."""
+                    n: int, dtype: torch.dtype, compiled: bool) -> torch.Tensor:
+    """Flat packed bytes + float32 absmax → ``(n,)`` of ``dtype`` via the byte table."""
     table = byte_table(levels.to(packed.device))
     pad = absmax.numel() * blocksize // 2 - packed.numel()  # a partial last block
     if pad:
         packed = torch.cat([packed, packed.new_zeros(pad)])
     packed = packed.view(absmax.numel(), blocksize // 2)
     if compiled:
-        out = DEQUANTIZE((packed.device.type, blocksize), packed, absmax, table)
+        out = DEQUANTIZE((packed.device.type, blocksize, dtype), packed, absmax, table, dtype)
     else:
-        out = dequantize_eager(packed, absmax, table)
+        out = dequantize_eager(packed, absmax, table, dtype)
     return out.reshape(-1)[:n]

@@ -1,0 +1,149 @@
+"""NF4 quantise / dequantise of a 4096×4096 matrix: minilora vs bitsandbytes in the same run.
+
+    python benchmarks/bench_quant.py [--repeats 7] [--threads N] [--size 4096]
+
+Rows: fp32 and bf16 input, blocksize 64. minilora's default path ("auto": compiled kernels
+for tensors this large) and, for where the time goes, its eager kernels and readable
+reference; bitsandbytes' ``quantize_4bit`` (pure PyTorch on CPU) and ``dequantize_4bit``
+(native C++ on CPU). Each entry is the median of ``--repeats`` calls, implementations
+interleaved call by call so machine load hits them alike; compilation happens in a warm-up
+call and is reported on its own. Targets (default path): quantise ≥ 3× bitsandbytes' speed
+(time ratio ≤ 0.333), dequantise ≤ 1.25× its time. Codes are checked identical in the same
+run. The table goes (atomically) to benchmarks/results/quant.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from minilora.quant import dequantize, nf4_levels, quantize_blockwise
+
+RESULTS = Path(__file__).resolve().parent / "results" / "quant.md"
+TARGETS = {"quantise": 1 / 3, "dequantise": 1.25}
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each of ``fns``, ``repeats`` times, interleaved call by call."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(timed(fn))
+    return times
+
+
+def ratio_stats(mine: list[float], ref: list[float]) -> tuple[float, float, float]:
+    """Median ratio of paired (interleaved) timings, with its interquartile range."""
+    ratios = sorted(m / r for m, r in zip(mine, ref))
+    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
+    return statistics.median(ratios), q[0], q[2]
+
+
+def bench_dtype(x: torch.Tensor, repeats: int, rows: list[dict], compile_s: dict) -> None:
+    """Time every path on ``x`` (NF4, blocksize 64) against bitsandbytes; append table rows."""
+    import bitsandbytes.functional as F
+
+    levels, name = nf4_levels(), str(x.dtype).removeprefix("torch.")
+    compile_s[f"quantise {name}"] = timed(lambda: quantize_blockwise(x, levels, 64))  # warm-up
+    q = quantize_blockwise(x, levels, 64)
+    compile_s[f"dequantise {name}"] = timed(lambda: dequantize(q))
+    packed, state = F.quantize_4bit(x, blocksize=64, quant_type="nf4")
+    assert torch.equal(q.packed, packed.reshape(-1)) and torch.equal(q.absmax, state.absmax)
+    assert torch.equal(dequantize(q), F.dequantize_4bit(packed, state))  # rows of 4096: bnb is right
+    quantise = {
+        "bitsandbytes": lambda: F.quantize_4bit(x, blocksize=64, quant_type="nf4"),
+        "auto (compiled)": lambda: quantize_blockwise(x, levels, 64),
+        "eager": lambda: quantize_blockwise(x, levels, 64, impl="eager"),
+        "reference": lambda: quantize_blockwise(x, levels, 64, impl="reference"),
+    }
+    dequantise = {
+        "bitsandbytes": lambda: F.dequantize_4bit(packed, state),
+        "auto (compiled)": lambda: dequantize(q),
+        "eager": lambda: dequantize(q, impl="eager"),
+        "reference": lambda: dequantize(q, impl="reference"),
+    }
+    for op, fns in (("quantise", quantise), ("dequantise", dequantise)):
+        times = measure(fns, repeats)
+        for impl in ("auto (compiled)", "eager", "reference"):
+            ratio, lo, hi = ratio_stats(times[impl], times["bitsandbytes"])
+            target = TARGETS[op] if impl.startswith("auto") else None
+            rows.append(dict(op=op, dtype=name, impl=impl, mine=statistics.median(times[impl]),
+                             ref=statistics.median(times["bitsandbytes"]), ratio=ratio, lo=lo, hi=hi,
+                             target=target, met=None if target is None else ratio <= target))
+
+
+def run(size: int, repeats: int) -> tuple[list[dict], dict]:
+    torch.manual_seed(0)
+    x = torch.randn(size, size)
+    rows, compile_s = [], {}
+    for dtype in (torch.float32, torch.bfloat16):
+        bench_dtype(x.to(dtype), repeats, rows, compile_s)
+    return rows, compile_s
+
+
+def table(rows: list[dict], compile_s: dict, args) -> str:
+    head = (f"# Quantisation benchmark (`benchmarks/bench_quant.py`)\n\n"
+            f"{args.size}×{args.size} NF4, blocksize 64, device cpu, torch {torch.__version__}, "
+            f"{os.cpu_count()} CPUs ({torch.get_num_threads()} torch threads), median of {args.repeats} "
+            f"interleaved repeats, {time.strftime('%Y-%m-%d')}\n\n"
+            f"command: `python benchmarks/bench_quant.py {' '.join(sys.argv[1:])}`".rstrip() + "\n\n"
+            "ratio = minilora time / bitsandbytes time (lower is faster); the speed-up is 1/ratio.\n\n"
+            "| op | dtype | minilora path | minilora (ms) | bitsandbytes (ms) | ratio [IQR] | speed-up "
+            "| target | met |\n|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        target = "" if r["target"] is None else ("≥ 3× faster" if r["op"] == "quantise" else "≤ 1.25× time")
+        met = "" if r["met"] is None else ("yes" if r["met"] else "no")
+        lines.append(f"| {r['op']} | {r['dtype']} | {r['impl']} | {1e3 * r['mine']:.1f} "
+                     f"| {1e3 * r['ref']:.1f} | {r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {1 / r['ratio']:.2f}× | {target} "
+                     f"| {met} |")
+    warm = ", ".join(f"{k} {v:.1f} s" for k, v in compile_s.items())
+    return head + "\n".join(lines) + f"\n\nfirst call (includes compilation): {warm}\n"
+
+
+def write_atomic(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--size", type=int, default=4096)
+    args = ap.parse_args(argv)
+    if args.repeats < 5:
+        ap.error("--repeats must be >= 5 (the targets are judged on medians of at least 5)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        print("bitsandbytes is not installed: nothing to compare against (pip install bitsandbytes)")
+        return 1
+    rows, compile_s = run(args.size, args.repeats)
+    text = table(rows, compile_s, args)
+    print(text)
+    write_atomic(text, RESULTS)
+    print(f"written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
