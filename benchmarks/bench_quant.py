@@ -108,7 +108,8 @@ def table(rows: list[dict], compile_s: dict, args) -> str:
         target = "" if r["target"] is None else ("≥ 3× faster" if r["op"] == "quantise" else "≤ 1.25× time")
         met = "" if r["met"] is None else ("yes" if r["met"] else "no")
         lines.append(f"| {r['op']} | {r['dtype']} | {r['impl']} | {1e3 * r['mine']:.1f} "
-                     f"| {1e3 * r['ref']:.1f} | {r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {1 / r['ratio']:.2f}× | {target} "
+                     f"| {1e3 * r['ref']:.1f} | {r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] "
+                     f"| {1 / r['ratio']:.2f}× | {target} "
                      f"| {met} |")
     warm = ", ".join(f"{k} {v:.1f} s" for k, v in compile_s.items())
     return head + "\n".join(lines) + f"\n\nfirst call (includes compilation): {warm}\n"
