@@ -9,6 +9,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 PY      := $(BIN)/python
 LAB_ARGS ?=
+# Jupyter refuses to run as root without --allow-root (containers, CI images).
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # No NVIDIA GPU: pin the CPU wheel of torch. With one, keep (or get) the user's CUDA build.
 HAS_NVIDIA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 PIN     := $(if $(HAS_NVIDIA),,-c constraints-cpu.txt)
@@ -36,7 +38,7 @@ venv: $(VENV)/.test
 
 lab: $(VENV)/.notebooks
 	$(PY) -m ipykernel install --user --name minilora --display-name "Python (minilora)" >/dev/null
-	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
+	$(BIN)/jupyter lab notebooks/ $(AS_ROOT) $(LAB_ARGS)
 
 unit: $(VENV)/.test
 	$(PY) -m pytest tests/ -q
