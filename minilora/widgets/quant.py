@@ -1,0 +1,137 @@
+"""Explorers for notebooks 04 and 05.
+
+* ``QuantExplorer``: pick a matrix, a data type and a blocksize → histogram of the block-
+  normalised weights with the levels, the error of every block, and summary numbers.
+* ``DoubleQuantExplorer``: pick the first- and second-level blocksizes and the 8-bit table
+  for the constants → stored bits/param against weight error, on the curve of all choices.
+
+Logic lives in plain functions (``quant_summary``, ``double_quant_point``); tests drive the
+panels by setting ``.value`` on the controls and reading ``.summary``.
+"""
+
+from __future__ import annotations
+
+from ..quant.analysis import weight_error
+from ..quant.blockwise import dequantize, quantize_blockwise
+
+BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+def quant_summary(w, levels, blocksize: int) -> dict:
+    """Error and storage of one matrix in one data type: ``rel``, ``mse``, ``max_abs``,
+    ``bits`` (measured), ``blocks``."""
+    out = weight_error(w, levels, blocksize)
+    out["blocks"] = -(-w.numel() // blocksize)
+    return out
+
+
+def double_quant_point(weights: dict, levels, blocksize: int, double_blocksize: int | None,
+                       double_levels: str = "dynamic") -> dict:
+    """Bits/param and error over all ``weights`` for one configuration (QLoRA §3).
+
+    ``double_blocksize=None``: float32 constants (no double quantisation). ``rel`` is
+    ``sqrt(Σ‖Ŵ − W‖²_F / Σ‖W‖²_F)`` over every matrix; ``bits`` = 8·Σbytes / Σparams.
+    """
+    err2 = norm2 = 0.0
+    nbytes = params = 0
+    kw = {} if double_blocksize is None else dict(double_quant=True, double_blocksize=double_blocksize,
+                                                  double_levels=double_levels)
+    for w in weights.values():
+        w = w.detach().float()
+        q = quantize_blockwise(w, levels, blocksize, **kw)
+        err2 += float((dequantize(q) - w).pow(2).sum())
+        norm2 += float(w.pow(2).sum())
+        nbytes, params = nbytes + q.nbytes, params + w.numel()
+    return {"bits": 8.0 * nbytes / params, "rel": (err2 / norm2) ** 0.5, "bytes": nbytes, "params": params}
+
+
+class QuantExplorer:
+    """Matrix, data type and blocksize dropdowns over ``weights`` and ``tables``."""
+
+    def __init__(self, weights: dict, tables: dict, matrix=None, dtype=None, blocksize=64, draw=True):
+        import ipywidgets as w
+
+        if not weights or not tables:
+            raise ValueError("weights and tables must be non-empty dicts")
+        self.weights, self.tables, self.draw = weights, tables, draw
+        names, types = list(weights), list(tables)
+        self.matrix = w.Dropdown(options=names, value=matrix or names[0], description="matrix")
+        self.dtype = w.Dropdown(options=types, value=dtype or types[0], description="data type")
+        self.blocksize = w.Dropdown(options=BLOCKSIZES, value=blocksize, description="blocksize")
+        self.text = w.HTML()
+        self.out = w.Output()
+        for c in (self.matrix, self.dtype, self.blocksize):
+            c.observe(lambda _: self.update(), names="value")
+        self.panel = w.VBox([w.HBox([self.matrix, self.dtype, self.blocksize]), self.text, self.out])
+        self.summary: dict = {}
+        self.update()
+
+    def figure(self):
+        from ..viz.quant import quant_histogram_figure
+
+        w, levels = self.weights[self.matrix.value], self.tables[self.dtype.value]
+        q = quantize_blockwise(w.detach(), levels, self.blocksize.value)
+        title = f"{self.matrix.value} · {self.dtype.value} · blocks of {self.blocksize.value}"
+        return quant_histogram_figure(w, dequantize(q), levels, self.blocksize.value, title)
+
+    def update(self):
+        w, levels = self.weights[self.matrix.value], self.tables[self.dtype.value]
+        s = quant_summary(w, levels, self.blocksize.value)
+        self.summary = s
+        self.text.value = (f"relative error <b>{s['rel']:.4f}</b> · MSE {s['mse']:.3e} · max |error| "
+                           f"{s['max_abs']:.4f} · {s['bits']:.3f} bits/param · {s['blocks']} blocks")
+        if self.draw:
+            from IPython.display import display
+
+            self.out.clear_output(wait=True)
+            with self.out:
+                display(self.figure())
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.panel)
+
+
+class DoubleQuantExplorer:
+    """First-/second-level blocksize and constant-table controls; a bits-vs-error point."""
+
+    def __init__(self, weights: dict, levels, curve: list[dict] | None = None, blocksize=64,
+                 double_blocksize=256, double_levels="dynamic", draw=True):
+        import ipywidgets as w
+
+        if not weights:
+            raise ValueError("weights must be a non-empty dict")
+        self.weights, self.levels, self.curve, self.draw = weights, levels, list(curve or []), draw
+        self.blocksize = w.Dropdown(options=BLOCKSIZES, value=blocksize, description="blocksize")
+        second = (("off (fp32)", None),) + tuple((str(b), b) for b in BLOCKSIZES)
+        self.double_blocksize = w.Dropdown(options=second, value=double_blocksize, description="2nd level")
+        self.double_levels = w.Dropdown(options=("dynamic", "fp8_e4m3"), value=double_levels,
+                                        description="8-bit table")
+        self.text = w.HTML()
+        self.out = w.Output()
+        for c in (self.blocksize, self.double_blocksize, self.double_levels):
+            c.observe(lambda _: self.update(), names="value")
+        self.panel = w.VBox([w.HBox([self.blocksize, self.double_blocksize, self.double_levels]),
+                             self.text, self.out])
+        self.summary: dict = {}
+        self.update()
+
+    def update(self):
+        s = double_quant_point(self.weights, self.levels, self.blocksize.value, self.double_blocksize.value,
+                               self.double_levels.value)
+        self.summary = s
+        self.text.value = f"<b>{s['bits']:.4f}</b> bits/param · relative error <b>{s['rel']:.5f}</b>"
+        if self.draw:
+            from IPython.display import display
+
+            from ..viz.quant import bits_error_figure
+
+            self.out.clear_output(wait=True)
+            with self.out:
+                display(bits_error_figure(self.curve, dict(s, label="current")))
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.panel)
