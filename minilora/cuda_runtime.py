@@ -157,10 +157,12 @@ class CudaRuntime:
 
     def prefetch(self, ptr: int, nbytes: int, device: int, stream: int = 0) -> None:
         """``cudaMemPrefetchAsync`` of ``[ptr, ptr + nbytes)`` to ``device`` (-1 = the host), queued
-        on ``stream``. CUDA >= 13: ``(ptr, count, cudaMemLocation{type, id}, flags=0, stream)``;
+        on ``stream``. CUDA >= 13: ``(ptr, count, cudaMemLocation{type, id}, flags=0, stream)``
+        (``cudaMemPrefetchAsync_v2`` has that signature wherever it exists, so it is preferred);
         before: ``(ptr, count, dstDevice, stream)``."""
-        fn = self.lib.cudaMemPrefetchAsync
         new_api = self.version >= LOCATION_API_VERSION
+        v2 = new_api and hasattr(self.lib, "cudaMemPrefetchAsync_v2")
+        fn = self.lib.cudaMemPrefetchAsync_v2 if v2 else self.lib.cudaMemPrefetchAsync
         if isinstance(self.lib, ctypes.CDLL) and not self._prefetch_declared:
             dst = [MemLocation, ctypes.c_uint] if new_api else [ctypes.c_int]
             fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t, *dst, ctypes.c_void_p]

@@ -127,6 +127,8 @@ def prefetch(t: torch.Tensor, to="cuda") -> bool:
                       "driver migrates managed pages on its own", RuntimeWarning, stacklevel=2)
         return False
     ptr, nbytes = _storage_range(t)
+    if nbytes == 0:
+        return True  # nothing to move
     stream = torch.cuda.current_stream(device).cuda_stream
     runtime.prefetch(ptr, nbytes, device if to == "cuda" else -1, stream)
     return True

@@ -162,7 +162,7 @@ def check_timeline(rt, weights_gb=None):
     from minilora.paged import PagedAdamW
 
     free = rt.mem_get_info()[0]
-    weights = int((weights_gb or min(4.0, free / GiB / 8)) * GiB)
+    weights = int((weights_gb or min(4.0, free / GiB / 10)) * GiB)
     d = 4096 if weights < 2 * GiB else 8192
     depth = max(1, weights // (4 * d * d))
     tokens, seq = int(1.5 * d), 64  # activations ≈ 1.5 × the optimizer states (see docs/gpu.md)
@@ -306,7 +306,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--record", type=Path, help="write the table into this page (docs/gpu.md)")
     ap.add_argument("--json", type=Path, help="write the results as JSON here")
-    ap.add_argument("--weights-gb", type=float, help="size of the Linear stack (default: min(4, free/8) GiB)")
+    ap.add_argument("--weights-gb", type=float, help="size of the Linear stack (default: min(4, free/10) GiB)")
     args = ap.parse_args(argv)
     rt, reason = runtime_or_reason()
     command = "python scripts/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:])

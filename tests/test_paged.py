@@ -304,17 +304,22 @@ def test_refuses_more_managed_memory_than_is_free():
         ManagedAllocation(cr.CudaRuntime(lib), -5)
 
 
-@pytest.mark.parametrize("version", [12040, 13000])
-def test_prefetch_uses_the_api_of_the_runtime_version(version):
+@pytest.mark.parametrize("version, has_v2", [(12040, False), (12080, True), (13000, False), (13010, True)])
+def test_prefetch_uses_the_api_of_the_runtime_version(version, has_v2):
     lib = FakeCudart(version=version)
+    if has_v2:  # CUDA 12.2+ also exports cudaMemPrefetchAsync_v2, which always takes a cudaMemLocation
+        lib.cudaMemPrefetchAsync_v2 = lambda *args: lib.prefetches.append(("v2", *args)) or 0
     rt = cr.CudaRuntime(lib)
     rt.prefetch(0x1000, 4096, -1, 0)
     rt.prefetch(0x1000, 4096, 0, 0)
-    (host, gpu) = lib.prefetches
-    if version >= 13000:  # (ptr, count, cudaMemLocation, flags, stream)
+    host, gpu = lib.prefetches
+    if version >= 13000:  # (ptr, count, cudaMemLocation, flags, stream), via _v2 where it exists
+        if has_v2:
+            assert host[0] == gpu[0] == "v2"
+            host, gpu = host[1:], gpu[1:]
         assert len(host) == 5 and host[3] == 0
         assert (host[2].type, gpu[2].type, gpu[2].id) == (cr.LOCATION_HOST, cr.LOCATION_DEVICE, 0)
-    else:  # (ptr, count, dstDevice, stream)
+    else:  # (ptr, count, dstDevice, stream): the plain symbol on CUDA 12
         assert len(host) == 4 and (host[2], gpu[2]) == (cr.CUDA_CPU_DEVICE_ID, 0)
 
 

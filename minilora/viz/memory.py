@@ -30,7 +30,7 @@ def timeline_figure(timelines: dict, title="Memory during one training step") ->
         raise ValueError("timelines is empty")
     unit, label = _scale([t.peak for t in timelines.values()])
     top = max(t.peak for t in timelines.values()) / unit
-    fig = Figure(figsize=(11, 3.4 * len(timelines)), layout="constrained")
+    fig = Figure(figsize=(12, 3.4 * len(timelines)), layout="constrained")
     axes = fig.subplots(len(timelines), 1, squeeze=False)[:, 0]
     for ax, (name, tl) in zip(axes, timelines.items()):
         x = np.arange(len(tl.events))
@@ -38,7 +38,7 @@ def timeline_figure(timelines: dict, title="Memory during one training step") ->
         for i in range(1, len(x) + 1):  # shade runs of one phase
             if i == len(x) or tl.phases[i] != tl.phases[start]:
                 ax.axvspan(start - 0.5, i - 0.5, color=PHASE_SHADE.get(tl.phases[start], "#eeeeee"), lw=0)
-                ax.text((start + i - 1) / 2, top * 1.13, tl.phases[start], ha="center", fontsize=8)
+                ax.text((start + i - 1) / 2, top * 1.1, tl.phases[start], ha="center", fontsize=8)
                 start = i
         ys = [np.asarray(v, dtype=float) / unit for v in tl.parts.values()]
         ax.stackplot(x, *ys, labels=list(tl.parts), step="mid", alpha=0.9,
@@ -48,11 +48,11 @@ def timeline_figure(timelines: dict, title="Memory during one training step") ->
         ax.text(len(x) - 0.5, peak, f"peak {peak:.2f} {label} ({tl.peak_event})", ha="right", va="bottom",
                 fontsize=8)
         ax.set_xlim(-0.5, len(x) - 0.5)
-        ax.set_ylim(0, top * 1.22)
+        ax.set_ylim(0, top * 1.18)
         ax.set_ylabel(label)
         ax.set_title(name, loc="left")
         ax.set_xticks(x, tl.events, rotation=90, fontsize=7)
-        ax.legend(loc="upper left", fontsize=7, ncols=len(tl.parts))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     fig.suptitle(title)
     return fig
 
@@ -80,10 +80,12 @@ def memory_stack_figure(stacks: dict, parts=STACK_PARTS, limits=GPU_LINES,
                     hatch="//" if part.startswith("host") else None, edgecolor="white")
     for i, s in zip(y, stacks.values()):
         device = sum(s.get(p, 0.0) for p in parts if not p.startswith("host")) / 1e9
-        ax.text(device, i, f" {device:,.1f} GB", va="center", fontsize=8)
-    for name, value in limits:
-        ax.axvline(value / 1e9, color="k", ls=":", lw=1)
-        ax.text(value / 1e9, len(stacks) - 0.4, name, rotation=90, va="top", ha="right", fontsize=7)
+        end = sum(s.get(p, 0.0) for p in parts) / 1e9
+        ax.text(end, i, f" {device:,.1f} GB on the GPU", va="center", fontsize=8)
+    for (name, value), style in zip(limits, (":", "--", "-.", "-")):
+        ax.axvline(value / 1e9, color="k", ls=style, lw=1, label=name)
+    longest = max(sum(s.get(p, 0.0) for p in parts) for s in stacks.values()) / 1e9
+    ax.set_xlim(0, max(longest, *(v / 1e9 for _, v in limits)) * 1.3)
     ax.set_yticks(y, list(stacks))
     ax.set_xlabel("GB on the GPU (hatched: host RAM)")
     ax.legend(fontsize=7, loc="lower right")
