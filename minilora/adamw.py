@@ -10,9 +10,10 @@ For each parameter θ with gradient g, at step t (η = lr, λ = weight_decay):
 
 This is the same order of floating-point operations as ``torch.optim.AdamW``, so the two
 agree to rounding (the tests check ≤ 1e-6 over 50+ steps). The update runs on lists of
-tensors with ``torch._foreach_*`` ops (one call per op for a whole parameter group instead
-of one per tensor); ``PagedAdamW`` (minilora.paged) subclasses this and only changes where
-the two state tensors live.
+tensors with ``torch._foreach_*`` ops: on a GPU one call per op for a whole parameter group
+(few kernel launches); on a CPU one tensor at a time by default, which keeps each tensor in
+cache through its six ops (measured faster: benchmarks/bench_paged.py). ``PagedAdamW``
+(minilora.paged) subclasses this and only changes where the two state tensors live.
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ def adamw_update(params, grads, exp_avgs, exp_avg_sqs, step: int, *, lr: float, 
 class AdamW(torch.optim.Optimizer):
     """AdamW from scratch: decoupled weight decay, bias correction, parameter groups,
     ``state_dict``/``load_state_dict`` (torch's format: ``step``, ``exp_avg``, ``exp_avg_sq``)
-    and closures. ``foreach=False`` updates one tensor at a time (same numbers)."""
+    and closures. ``foreach``: True updates a whole group per op, False one tensor at a time,
+    None (default) picks True for CUDA tensors and False otherwise; the numbers are the same."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *, foreach=True):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *, foreach=None):
         check_hyperparameters(lr, betas, eps, weight_decay)
-        self.foreach = bool(foreach)
+        if foreach not in (None, True, False):
+            raise TypeError(f"foreach must be None, True or False, got {foreach!r}")
+        self.foreach = foreach
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def add_param_group(self, param_group: dict) -> None:
@@ -95,7 +99,8 @@ class AdamW(torch.optim.Optimizer):
 
     def update_chunks(self, params: list) -> list[list]:
         """How to split one (device, dtype, step) bucket into update calls."""
-        return [params] if self.foreach else [[p] for p in params]
+        together = self.foreach if self.foreach is not None else bool(params) and params[0].is_cuda
+        return [params] if together else [[p] for p in params]
 
     def before_update(self, params: list) -> None:
         """Hook run right before ``params`` are updated (paging prefetches their states here)."""

@@ -6,7 +6,7 @@ pass for the backward pass, the gradients G, and the update's temporaries T. Ove
 
     forward block i:   A grows by a_i                     (the spike: A ∝ batch · sequence length)
     backward block i:  A shrinks by a_i, G grows by g_i
-    optimizer step:    + T (our foreach AdamW: one √v buffer per update chunk)
+    optimizer step:    + T (our AdamW: one √v buffer per update chunk; a group on CUDA, a tensor on CPU)
     zero_grad:         G → 0
 
 Paging (minilora.paged) moves S to host RAM during forward/backward and back for the

@@ -205,7 +205,7 @@ class PagedAdamW(AdamW):
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
-                 min_paged_numel=MIN_PAGED_NUMEL, paged=True, foreach=True):
+                 min_paged_numel=MIN_PAGED_NUMEL, paged=True, foreach=None):
         if not isinstance(min_paged_numel, int) or isinstance(min_paged_numel, bool) or min_paged_numel < 0:
             raise ValueError(f"min_paged_numel must be an int >= 0, got {min_paged_numel!r}")
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)

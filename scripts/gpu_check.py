@@ -58,10 +58,10 @@ def check_managed_rw(rt):
     gpu_write_seen = bool((view == 3.0).all())
     view[0, :4] = [1.0, 2.0, 3.0, 4.0]  # the CPU writes
     cpu_write_seen = t[0, :4].tolist() == [1.0, 2.0, 3.0, 4.0] and t.sum().item() == 3.0 * (2**20 - 4) + 10
-    b = managed_empty((3, 5), torch.bfloat16).fill_(1.5)
-    ok = gpu_write_seen and cpu_write_seen and b.float().sum().item() == 22.5
-    return row(CHECKS[0], "PASS" if ok else "FAIL",
-               f"GPU write seen by CPU: {gpu_write_seen}; CPU write seen by GPU: {cpu_write_seen}; bf16 ok")
+    bf16_ok = managed_empty((3, 5), torch.bfloat16).fill_(1.5).float().sum().item() == 22.5
+    ok = gpu_write_seen and cpu_write_seen and bf16_ok
+    return row(CHECKS[0], "PASS" if ok else "FAIL", f"GPU write seen by CPU: {gpu_write_seen}; "
+               f"CPU write seen by GPU: {cpu_write_seen}; bf16 tensor: {bf16_ok}")
 
 
 def check_prefetch(rt):
@@ -165,7 +165,9 @@ def check_timeline(rt, weights_gb=None):
     weights = int((weights_gb or min(4.0, free / GiB / 10)) * GiB)
     d = 4096 if weights < 2 * GiB else 8192
     depth = max(1, weights // (4 * d * d))
-    tokens, seq = int(1.5 * d), 64  # activations ≈ 1.5 × the optimizer states (see docs/gpu.md)
+    # each stack layer saves two tokens × d fp32 tensors (Linear input, GELU input): 8·tokens·d bytes,
+    # the states 8·d² bytes per layer, so tokens = 1.5·d makes the activations 1.5 × the states
+    tokens, seq = int(1.5 * d), 64
     minilm, tokenizer = load_model()
     model = MiniLMWithStack(minilm.bert, d, depth).cuda()
     enc = encode(load_snippets("movie", "train"), tokenizer, max_length=seq)
@@ -306,7 +308,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--record", type=Path, help="write the table into this page (docs/gpu.md)")
     ap.add_argument("--json", type=Path, help="write the results as JSON here")
-    ap.add_argument("--weights-gb", type=float, help="size of the Linear stack (default: min(4, free/10) GiB)")
+    ap.add_argument("--weights-gb", type=float,
+                    help="size of the Linear stack (default: min(4, free/10) GiB)")
     args = ap.parse_args(argv)
     rt, reason = runtime_or_reason()
     command = "python scripts/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -70,7 +70,7 @@ def max_diff(a, b):
 
 
 MAKERS = {"AdamW": lambda g: AdamW(g, **HP), "PagedAdamW": lambda g: quiet_paged(g, **HP),
-          "loop": lambda g: AdamW(g, foreach=False, **HP)}
+          "loop": lambda g: AdamW(g, foreach=False, **HP), "foreach": lambda g: AdamW(g, foreach=True, **HP)}
 
 
 @pytest.mark.parametrize("name", list(MAKERS))
@@ -200,6 +200,8 @@ def test_bad_group_and_parameter_inputs():
         AdamW([{"params": model[0].parameters(), "lr": -1.0}, {"params": model[2].parameters()}])
     with pytest.raises(TypeError, match="floating"):
         AdamW([nn.Parameter(torch.zeros(3, dtype=torch.complex64))])
+    with pytest.raises(TypeError, match="foreach"):
+        AdamW(model.parameters(), foreach="yes")
     with pytest.raises(ValueError, match="min_paged_numel"):
         PagedAdamW(model.parameters(), min_paged_numel=-1)
     emb = nn.Embedding(10, 4, sparse=True)
