@@ -35,17 +35,22 @@ def tiny_data(n=48, length=10, seed=0):
     return Encoded(ids, torch.ones(n, length, dtype=torch.long), torch.randint(0, 2, (n,), generator=g))
 
 
-@pytest.fixture
-def pair():
-    """(base, tuned): tuned = base with a random full-rank change to every encoder matrix and a bias."""
-    base = tiny_bert()
+def perturbed(base, scale=0.5, seed=1):
+    """A copy of ``base`` with a random full-rank change to every encoder matrix and the head's bias."""
     tuned = copy.deepcopy(base)
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for lin in encoder_matrices(tuned).values():
-            lin.weight.add_(0.5 * torch.randn(lin.weight.shape, generator=g))
+            lin.weight.add_(scale * torch.randn(lin.weight.shape, generator=g))
         tuned.classifier.bias.add_(0.3)
-    return base, tuned
+    return tuned
+
+
+@pytest.fixture
+def pair():
+    """(base, tuned) tiny BERTs differing in every encoder matrix."""
+    base = tiny_bert()
+    return base, perturbed(base)
 
 
 def test_matrix_label_and_encoder_matrices(pair):

@@ -1,18 +1,17 @@
 """The rank explorer widget (driven by setting .value) and the rank figures, on a tiny BERT."""
 
-import copy
 import math
 
 import matplotlib
 import pytest
 import torch
 
-from minilora.delta import decompose, encoder_matrices, truncation_accuracy, weight_deltas
+from minilora.delta import decompose, truncation_accuracy, weight_deltas
 
 matplotlib.use("Agg")
 pytest.importorskip("ipywidgets", reason="the widget needs ipywidgets (the notebooks extra)")
 
-from test_delta import tiny_bert, tiny_data  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_delta import perturbed, tiny_bert, tiny_data  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from minilora.rank import random_like, spectrum  # noqa: E402
 from minilora.viz.rank import (  # noqa: E402
@@ -27,11 +26,7 @@ from minilora.widgets.rank import RankExplorer, truncation_summary  # noqa: E402
 @pytest.fixture
 def setup():
     base = tiny_bert()
-    tuned = copy.deepcopy(base)
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for lin in encoder_matrices(tuned).values():
-            lin.weight.add_(0.8 * torch.randn(lin.weight.shape, generator=g))
+    tuned = perturbed(base, scale=0.8, seed=2)
     return tuned, decompose(weight_deltas(tuned, base)), tiny_data(64)
 
 
