@@ -26,7 +26,7 @@ from .adapter_io import load_adapter, save_adapter
 INITS = ("kaiming", "gaussian")
 
 __all__ = ["INITS", "LoRALinear", "apply_lora", "lora_layers", "mark_only_lora_trainable",
-           "load_adapter", "save_adapter", "lora_scaling", "check_lora_args"]
+           "load_adapter", "save_adapter", "lora_scaling", "check_lora_args", "lora_parameter_count"]
 
 
 def check_lora_args(r, alpha, dropout=0.0, init="kaiming", max_r=None) -> None:
@@ -167,6 +167,21 @@ def _linear_names(model: nn.Module) -> list[str]:
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     """``{module name: LoRALinear}`` for every adapted layer of ``model``, in module order."""
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def lora_parameter_count(model: nn.Module, targets, r: int) -> int:
+    """Σ r·(d_in + d_out) over the Linear layers ``targets`` selects (LoRA §4.1); the model is not changed.
+
+    E.g. MiniLM, W_q and W_v of 6 layers, r = 8: 12 · 8 · (384 + 384) = 73,728.
+    """
+    targets = _check_targets(targets)
+    check_lora_args(r, 1.0)
+    layers = [m for n, m in model.named_modules() if n and isinstance(m, nn.Linear | LoRALinear)
+              and _name_matches(n, targets) and not n.endswith(".base_layer")]
+    if not layers:
+        raise ValueError(f"targets={targets!r} matched no Linear module; the Linear modules are: "
+                         + ", ".join(_linear_names(model)))
+    return sum(r * (m.in_features + m.out_features) for m in layers)
 
 
 def apply_lora(model: nn.Module, targets=("query", "value"), r: int = 8, alpha: float = 8.0,

@@ -1,0 +1,133 @@
+"""Figures for notebook 02 (LoRA): learning curves against full fine-tuning, the rank sweep,
+accuracy against trainable parameters, subspace-similarity heatmaps (LoRA Fig. 3) and the
+cross-domain adapter table.
+
+Pure functions: measured numbers in, a matplotlib ``Figure`` out. Error bars are binomial
+standard errors sqrt(p(1-p)/n) of the accuracies passed in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _se(acc, n):
+    return math.sqrt(max(acc * (1 - acc), 0.0) / n)
+
+
+def _reference_band(ax, reference) -> None:
+    """``reference = (label, accuracy, n)``: a dashed line with a ±2 SE band (None: nothing)."""
+    if reference is not None:
+        label, acc, n = reference
+        ax.axhline(100 * acc, color="k", ls="--", lw=1, label=label)
+        ax.axhspan(100 * (acc - 2 * _se(acc, n)), 100 * (acc + 2 * _se(acc, n)), color="k", alpha=0.08)
+
+
+def learning_curve_figure(curves: dict, reference=None, title="Validation accuracy while training") -> Figure:
+    """Accuracy against training step, one line per run.
+
+    ``curves`` maps a label to ``(steps, accuracies, n)`` (n = rows evaluated, for the ±1 SE
+    band); ``reference`` is ``(label, accuracy, n)`` drawn as a horizontal line with a ±2 SE
+    band (e.g. full fine-tuning on the same rows).
+    """
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for label, (steps, accs, n) in curves.items():
+        steps, accs = np.asarray(steps), np.asarray(accs, dtype=float)
+        se = np.sqrt(np.clip(accs * (1 - accs), 0, None) / n)
+        ax.plot(steps, 100 * accs, marker="o", ms=3, label=label)
+        ax.fill_between(steps, 100 * (accs - se), 100 * (accs + se), alpha=0.2)
+    _reference_band(ax, reference)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
+def rank_sweep_figure(ranks, accuracies, n: int, reference=None,
+                      title="Test accuracy against LoRA rank r") -> Figure:
+    """Accuracy ± 1 SE against r (log₂ axis); ``reference`` = ``(label, accuracy, n)`` as a band (±2 SE)."""
+    fig = Figure(figsize=(5.6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    accs = np.asarray(accuracies, dtype=float)
+    ax.errorbar(ranks, 100 * accs, yerr=100 * np.sqrt(accs * (1 - accs) / n), marker="o", capsize=3,
+                label=f"LoRA on W_q, W_v (n = {n})")
+    _reference_band(ax, reference)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(ranks), [str(r) for r in ranks])
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
+def budget_figure(points, highlight=None, title="Accuracy against trainable parameters") -> Figure:
+    """Accuracy ± 1 SE against trainable parameters (log axis), one labelled point per run.
+
+    ``points``: iterable of ``(label, trainable_parameters, accuracy, n)``; the point whose
+    label is ``highlight`` is drawn larger and in red.
+    """
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for label, params, acc, n in points:
+        big = label == highlight
+        ax.errorbar([params], [100 * acc], yerr=[100 * _se(acc, n)], marker="o", capsize=3,
+                    ms=9 if big else 5, color="tab:red" if big else "tab:blue")
+        ax.annotate(label, (params, 100 * acc), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(title)
+    return fig
+
+
+def subspace_similarity_figure(grids: dict, title="Subspace similarity φ(A_{r=8}, A_{r=64}, i, j)") -> Figure:
+    """One heatmap per entry of ``grids`` (name → i_max × j_max array of φ in [0, 1]), LoRA Fig. 3.
+
+    Row i = top-i right-singular directions of the small-rank A, column j = top-j of the
+    large-rank A; 1 means the smaller subspace lies inside the larger one, 0 orthogonal.
+    """
+    fig = Figure(figsize=(4.6 * len(grids), 2.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(grids)))
+    image = None
+    for ax, (name, grid) in zip(axes, grids.items()):
+        g = np.asarray(grid, dtype=float)
+        image = ax.imshow(g, vmin=0, vmax=1, cmap="viridis", aspect="auto", interpolation="nearest",
+                          extent=(0.5, g.shape[1] + 0.5, g.shape[0] + 0.5, 0.5))
+        ax.set_xlabel("j")
+        ax.set_ylabel("i")
+        ax.set_title(name, fontsize=9)
+    fig.colorbar(image, ax=list(axes), shrink=0.9, label="φ")
+    fig.suptitle(title)
+    return fig
+
+
+def cross_domain_figure(accuracy, adapters, test_domains, n, title="One base, four adapters") -> Figure:
+    """Heatmap of test accuracy: row = adapter (trained on that domain), column = test domain.
+
+    ``accuracy`` is (adapters × test domains); ``n`` the rows per test domain (list or int),
+    used for the ± SE printed in each cell.
+    """
+    acc = np.asarray(accuracy, dtype=float)
+    ns = [n] * acc.shape[1] if isinstance(n, int) else list(n)
+    fig = Figure(figsize=(1.5 * acc.shape[1] + 2, 1.0 * acc.shape[0] + 1.2), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(100 * acc, cmap="viridis", vmin=50, vmax=100)
+    for i in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            ax.text(j, i, f"{100 * acc[i, j]:.1f}\n±{100 * _se(acc[i, j], ns[j]):.1f}", ha="center",
+                    va="center", fontsize=8, color="w" if acc[i, j] < 0.8 else "k",
+                    fontweight="bold" if i == j else "normal")
+    ax.set_xticks(range(len(test_domains)), [f"test: {d}" for d in test_domains])
+    ax.set_yticks(range(len(adapters)), [f"adapter: {a}" for a in adapters])
+    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    ax.set_title(title)
+    return fig

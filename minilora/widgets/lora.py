@@ -1,0 +1,99 @@
+"""Notebook 02's explorer: pick the matrices LoRA adapts and the rank r, and see what it costs
+(trainable parameters, AdamW state, adapter file) and, if the notebook trained that
+configuration, the test accuracy it reached, on the accuracy-vs-parameters figure.
+
+The logic is a plain function (``lora_costs``) and a small class whose controls tests drive
+by setting ``.value``; accuracies are never computed here, only looked up in ``runs``.
+"""
+
+from __future__ import annotations
+
+from ..lora import lora_parameter_count
+from ..train import binomial_se
+
+# the paper's Table 5 choices: W_o is the attention output projection
+TARGET_SETS = {
+    "W_q": ("query",),
+    "W_v": ("value",),
+    "W_q, W_v": ("query", "value"),
+    "W_q, W_k, W_v, W_o": ("query", "key", "value", "attention.output.dense"),
+}
+RANKS = (1, 2, 4, 8, 16, 32, 64)
+BYTES_FP32 = 4
+
+
+def lora_costs(model, targets, r: int, head_parameters: int = 0) -> dict:
+    """What LoRA on ``targets`` at rank ``r`` costs, from the model's shapes (LoRA §4.1, §4.2).
+
+    ``lora_parameters = Σ r·(d_in + d_out)``; AdamW keeps two fp32 moments per trained
+    number (``8 bytes × trainable``); the adapter file stores the trained numbers in fp32
+    (``4 bytes × trainable``); ``share`` is trainable / all parameters of the model.
+    """
+    lora = lora_parameter_count(model, targets, r)
+    trainable = lora + head_parameters
+    total = sum(p.numel() for p in model.parameters())
+    return {"lora_parameters": lora, "trainable": trainable,
+            "adamw_state_bytes": 2 * BYTES_FP32 * trainable,  # exp_avg + exp_avg_sq
+            "adapter_bytes": BYTES_FP32 * trainable, "share": trainable / total}
+
+
+class LoRAExplorer:
+    """Targets dropdown and rank selector → costs, and the measured accuracy when there is one.
+
+    ``model``: the (base or adapted) model whose shapes are counted; ``runs`` maps
+    ``(target-set label, r)`` to ``(accuracy, n)`` measured in the notebook; ``reference``
+    is ``(label, trainable, accuracy, n)`` for full fine-tuning, drawn on the figure.
+    """
+
+    def __init__(self, model, runs: dict, reference=None, head_parameters=0, targets="W_q, W_v", r=8,
+                 draw=True):
+        import ipywidgets as w
+
+        if targets not in TARGET_SETS:
+            raise ValueError(f"targets must be one of {list(TARGET_SETS)}, got {targets!r}")
+        if r not in RANKS:
+            raise ValueError(f"r must be one of {RANKS}, got {r!r}")
+        self.model, self.runs, self.reference = model, dict(runs), reference
+        self.head_parameters, self.draw = head_parameters, draw
+        self.targets = w.Dropdown(options=list(TARGET_SETS), value=targets, description="adapt")
+        self.rank = w.SelectionSlider(options=RANKS, value=r, description="rank r", continuous_update=False)
+        self.summary = w.HTML()
+        self.plot = w.Output()
+        for control in (self.targets, self.rank):
+            control.observe(lambda _: self.update(), names="value")
+        self.panel = w.VBox([w.HBox([self.targets, self.rank]), self.summary, self.plot])
+        self.update()
+
+    def state(self) -> dict:
+        """Costs of the current choice, plus ``accuracy``/``se``/``n`` (None if not trained here)."""
+        label, r = self.targets.value, self.rank.value
+        out = lora_costs(self.model, TARGET_SETS[label], r, self.head_parameters)
+        out.update(label=f"{label}, r={r}", accuracy=None, se=None, n=None)
+        if (label, r) in self.runs:
+            acc, n = self.runs[label, r]
+            out.update(accuracy=acc, se=binomial_se(acc, n), n=n)
+        return out
+
+    def points(self):
+        """``(label, trainable, accuracy, n)`` for every measured run (for ``budget_figure``)."""
+        pts = [(f"{label}, r={r}",
+                lora_costs(self.model, TARGET_SETS[label], r, self.head_parameters)["trainable"], acc, n)
+               for (label, r), (acc, n) in self.runs.items()]
+        return pts + ([self.reference] if self.reference is not None else [])
+
+    def update(self) -> None:
+        s = self.state()
+        acc = ("not trained in this notebook" if s["accuracy"] is None
+               else f"{100 * s['accuracy']:.1f} ± {100 * s['se']:.1f} % (n = {s['n']})")
+        self.summary.value = (
+            f"trainable <b>{s['trainable']:,}</b> ({100 * s['share']:.2f} % of the model; LoRA "
+            f"{s['lora_parameters']:,}) · AdamW state {s['adamw_state_bytes'] / 2**10:,.0f} KiB · "
+            f"adapter file {s['adapter_bytes'] / 2**10:,.0f} KiB · test accuracy: {acc}")
+        if self.draw:
+            from IPython.display import display
+
+            from ..viz.lora import budget_figure
+
+            self.plot.clear_output(wait=True)
+            with self.plot:
+                display(budget_figure(self.points(), highlight=s["label"]))
