@@ -8,6 +8,7 @@ any 2-D matrix (a ``torch.Tensor`` or a NumPy array), via its singular value dec
     spectrum(W)                     σ, descending
     effective_rank(W)               exp(H(p)), p_i = σ_i / Σσ        (Roy & Vetterli 2007)
     energy_rank(W, frac)            min r with Σ_{i≤r} σ_i² ≥ frac·Σσ²
+    …_of_spectrum(σ)                the same two from singular values already computed
     truncate(W, r)                  best rank-r approximation          (Eckart–Young)
     truncation_error(W, r)          ‖W − W_r‖_F / ‖W‖_F = sqrt(Σ_{i>r} σ_i² / Σσ²)
     singular_vectors(W, side)       U (left) or V (right), orthonormal columns
@@ -77,6 +78,23 @@ def spectrum(W) -> torch.Tensor:
     return torch.linalg.svdvals(as_matrix(W))
 
 
+def as_spectrum(sigma, name="sigma") -> torch.Tensor:
+    """``sigma`` as a float64 1-D tensor of finite, non-negative, non-increasing singular values."""
+    if isinstance(sigma, np.ndarray):
+        sigma = torch.from_numpy(sigma)
+    if not isinstance(sigma, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(sigma).__name__}")
+    if sigma.dim() != 1 or sigma.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D vector of singular values, "
+                         f"got shape {tuple(sigma.shape)}")
+    sigma = sigma.detach().to("cpu", torch.float64)
+    if not torch.isfinite(sigma).all() or (sigma < 0).any():
+        raise ValueError(f"{name} must hold finite, non-negative singular values")
+    if (sigma[1:] > sigma[:-1]).any():
+        raise ValueError(f"{name} must be sorted in descending order (as spectrum() returns it)")
+    return sigma
+
+
 def effective_rank(W) -> float:
     """Effective rank (Roy & Vetterli 2007): ``exp(−Σ p_i log p_i)`` with ``p_i = σ_i / Σ_j σ_j``.
 
@@ -84,10 +102,16 @@ def effective_rank(W) -> float:
     1 for a rank-1 matrix, always in [1, rank(W)]. Terms with p_i = 0 contribute 0. A zero
     matrix has no distribution of singular values, so it raises ``ValueError``.
     """
-    s = spectrum(W)
+    return effective_rank_of_spectrum(spectrum(W))
+
+
+def effective_rank_of_spectrum(sigma) -> float:
+    """``effective_rank`` from singular values already computed (descending), e.g. an SVD reused."""
+    s = as_spectrum(sigma)
     total = s.sum()
     if total == 0:
-        raise ValueError("W must be non-zero: the effective rank of a zero matrix is undefined")
+        raise ValueError("W must be non-zero (all singular values are 0): the effective rank of a zero "
+                         "matrix is undefined")
     p = s / total
     p = p[p > 0]
     # H(p) = −Σ p_i log p_i ;  erank = exp(H)
@@ -100,9 +124,19 @@ def energy_rank(W, frac=0.9) -> int:
     ``frac`` is in (0, 1]; a zero matrix has rank 0. A relative tolerance of 1e-12 absorbs
     float rounding, so ``frac=1`` returns the numerical rank rather than min(m, n).
     """
+    _check_frac(frac)
+    return energy_rank_of_spectrum(spectrum(W), frac)
+
+
+def _check_frac(frac):
     if isinstance(frac, bool) or not isinstance(frac, (int, float, np.floating)) or not 0 < frac <= 1:
         raise ValueError(f"frac must be a number in (0, 1], got {frac!r}")
-    energy = spectrum(W) ** 2
+
+
+def energy_rank_of_spectrum(sigma, frac=0.9) -> int:
+    """``energy_rank`` from singular values already computed (descending)."""
+    _check_frac(frac)
+    energy = as_spectrum(sigma) ** 2
     total = float(energy.sum())
     if total == 0:
         return 0

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from minilora.rank import (
     amplification_factor,
     effective_rank,
+    effective_rank_of_spectrum,
     energy_rank,
+    energy_rank_of_spectrum,
     projection_norm,
     random_like,
     singular_vectors,
@@ -129,6 +131,29 @@ def test_energy_rank_is_the_smallest_sufficient_rank(W, frac):
 def test_energy_rank_bad_frac(frac):
     with pytest.raises(ValueError, match="frac"):
         energy_rank(torch.eye(3), frac)
+
+
+@given(matrices, st.floats(0.05, 1.0))
+@settings(max_examples=20, deadline=None)
+def test_spectrum_versions_agree_with_matrix_versions(W, frac):
+    s = spectrum(W)
+    assert energy_rank_of_spectrum(s, frac) == energy_rank(W, frac)
+    assert effective_rank_of_spectrum(s.numpy()) == pytest.approx(effective_rank(W), rel=1e-12)
+
+
+def test_spectrum_versions_reject_bad_spectra():
+    bad_spectra = [(torch.ones(2, 2), "1-D"), (torch.tensor([]), "1-D"),
+                   (torch.tensor([1.0, -1.0]), "non-negative"), (torch.tensor([1.0, float("nan")]), "finite"),
+                   (torch.tensor([1.0, 2.0]), "descending")]
+    for bad, match in bad_spectra:
+        with pytest.raises(ValueError, match=match):
+            effective_rank_of_spectrum(bad)
+        with pytest.raises(ValueError, match=match):
+            energy_rank_of_spectrum(bad, 0.9)
+    with pytest.raises(TypeError, match="sigma must be"):
+        energy_rank_of_spectrum([3.0, 1.0])
+    with pytest.raises(ValueError, match="frac"):
+        energy_rank_of_spectrum(torch.tensor([1.0]), 0)
 
 
 # ---- truncation ------------------------------------------------------------------------------
