@@ -44,7 +44,7 @@ unit: $(VENV)/.test
 	$(PY) -m pytest tests/ -q
 
 nbtest: $(VENV)/.test
-	CI=$${CI:-true} $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --sanitize-with notebooks/sanitize.cfg notebooks/
+	CI=$${CI:-true} $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks/
 
 test: unit nbtest
 
