@@ -145,11 +145,6 @@ def energy_rank_of_spectrum(sigma, frac=0.9) -> int:
     return int((cumulative < frac * total * (1 - 1e-12)).sum()) + 1
 
 
-def svd(W):
-    """``(U, σ, Vᵀ)`` of ``W`` in float64, thin: ``W = U diag(σ) Vᵀ`` (σ descending)."""
-    return torch.linalg.svd(as_matrix(W), full_matrices=False)
-
-
 def truncate(W, r) -> torch.Tensor:
     """Best rank-r approximation ``W_r = Σ_{i≤r} σ_i u_i v_iᵀ`` (Eckart–Young–Mirsky).
 
