@@ -18,7 +18,6 @@ PIN     := $(if $(HAS_NVIDIA),,-c constraints-cpu.txt)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MINILORA_CACHE ?= $(CURDIR)/.cache/minilora
-export MPLBACKEND ?= Agg
 
 .PHONY: lab test unit nbtest notebooks bench lint clean venv
 
