@@ -38,8 +38,10 @@ TABLES = {"NF4": nf4_levels(), "FP4": fp4_levels(), "INT4": int4_levels()}
 @pytest.fixture
 def weights():
     g = torch.Generator().manual_seed(0)
-    return {"a.query": torch.randn(64, 96, generator=g) * 0.05,
-            "b.dense": torch.distributions.StudentT(3.0).sample((96, 64)) * 0.05}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)  # StudentT draws from the global generator
+        heavy = torch.distributions.StudentT(3.0).sample((96, 64)) * 0.05
+    return {"a.query": torch.randn(64, 96, generator=g) * 0.05, "b.dense": heavy}
 
 
 def test_weight_error_and_table(weights):
@@ -119,7 +121,9 @@ def test_double_quant_explorer_driven_by_value(weights):
     with_dq = ex.summary
     assert with_dq == double_quant_point(weights, nf4_levels(), 64, 256)
     ex.double_blocksize.value = None
-    assert ex.summary["bits"] == 4.5 and ex.summary["rel"] <= with_dq["rel"] and with_dq["bits"] < 4.5
+    # 8-bit constants move the error by well under 1 % (either way: a rounded absmax can help a block)
+    assert ex.summary["bits"] == 4.5 and with_dq["bits"] < 4.5
+    assert ex.summary["rel"] != with_dq["rel"] and abs(ex.summary["rel"] - with_dq["rel"]) < 0.01 * with_dq["rel"]
     ex.double_blocksize.value = 256
     ex.double_levels.value = "fp8_e4m3"
     assert ex.summary["bits"] == with_dq["bits"] and ex.summary["rel"] != with_dq["rel"]
