@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from . import cache
-from .data import DOMAINS, data_dir, encode, load_snippets
+from .data import DOMAINS, Encoded, data_dir, encode, load_snippets
 from .lora import apply_lora, lora_layers, mark_only_lora_trainable
 from .models import load_model
 from .train import History, binomial_se, evaluate, train
@@ -63,6 +63,14 @@ def sample_snippets(domain: str, split: str, n=None, seed=0) -> list:
     return [row for i, row in enumerate(rows) if i in keep]
 
 
+def encode_sample(domain: str, split: str, tokenizer, n=None, max_length=64, seed=0) -> Encoded:
+    """``sample_snippets`` tokenised, rows ordered by token count so that evaluation batches
+    carry little padding (about 2x faster to score; accuracy does not depend on the order)."""
+    enc = encode(sample_snippets(domain, split, n, seed), tokenizer, max_length)
+    order = torch.argsort(enc.attention_mask.sum(1), stable=True)
+    return Encoded(enc.input_ids[order], enc.attention_mask[order], enc.labels[order])
+
+
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes held in ``optimizer.state`` (AdamW: exp_avg and exp_avg_sq per parameter, plus step)."""
     return sum(v.numel() * v.element_size() for s in optimizer.state.values()
@@ -85,8 +93,8 @@ def lora_fine_tune(targets=("query", "value"), r=8, alpha=16.0, *, domain="movie
     trainable = mark_only_lora_trainable(model)
     lora_parameters = sum(m.lora_A.numel() + m.lora_B.numel() for m in lora_layers(model).values())
     train_data = encode(load_snippets(domain, "train"), tokenizer, max_length)
-    test_data = encode(sample_snippets(domain, "test", test_n), tokenizer, max_length)
-    val_data = encode(sample_snippets(domain, "val", val_n), tokenizer, max_length) if eval_every else None
+    test_data = encode_sample(domain, "test", tokenizer, test_n, max_length)
+    val_data = encode_sample(domain, "val", tokenizer, val_n, max_length) if eval_every else None
     config = dict(targets=list(targets) if not isinstance(targets, str) else targets, r=r, alpha=alpha,
                   domain=domain, model=model_name, steps=steps, lr=lr, batch_size=batch_size,
                   max_length=max_length, dropout=dropout, rslora=rslora, seed=seed, test_n=len(test_data),

@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 
 from minilora.lora import lora_layers, lora_parameter_count
-from minilora.lora_runs import lora_fine_tune, optimizer_state_bytes, sample_snippets
+from minilora.lora_runs import encode_sample, lora_fine_tune, optimizer_state_bytes, sample_snippets
 from minilora.viz.lora import (
     budget_figure,
     cross_domain_figure,
@@ -43,6 +43,15 @@ def test_sample_snippets_is_balanced_reproducible_and_a_subset():
     assert len(sample_snippets("amazon", "test", 10_000)) == 365
     with pytest.raises(ValueError, match="n must be"):
         sample_snippets("movie", "test", 0)
+
+
+def test_encode_sample_is_the_sample_sorted_by_length(minilm):
+    _, tokenizer = minilm
+    enc = encode_sample("nyt", "test", tokenizer, 50, max_length=32)
+    lengths = enc.attention_mask.sum(1)
+    assert len(enc) == 50 and torch.all(lengths[1:] >= lengths[:-1])
+    rows = sample_snippets("nyt", "test", 50)
+    assert sorted(enc.labels.tolist()) == sorted(s.label for s in rows)
 
 
 def test_optimizer_state_bytes_counts_adamw_moments():

@@ -69,22 +69,34 @@ def rank_sweep_figure(ranks, accuracies, n: int, reference=None,
 
 
 def budget_figure(points, highlight=None, title="Accuracy against trainable parameters") -> Figure:
-    """Accuracy ± 1 SE against trainable parameters (log axis), one labelled point per run.
+    """Accuracy ± 1 SE against trainable parameters (log axis), one point per run.
 
-    ``points``: iterable of ``(label, trainable_parameters, accuracy, n)``; the point whose
-    label is ``highlight`` is drawn larger and in red.
+    ``points``: iterable of ``(label, trainable_parameters, accuracy, n)``; labels of the form
+    ``"<targets>, r=<r>"`` are coloured by targets and annotated with r (points of different
+    targets at the same budget are spread slightly sideways). The point whose label is
+    ``highlight`` is drawn larger with a magenta edge.
     """
-    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    fig = Figure(figsize=(6.8, 4.0), layout="constrained")
     ax = fig.subplots()
+    groups = list(dict.fromkeys(label.rsplit(", r=", 1)[0] for label, *_ in points if ", r=" in label))
+    colours = {g: f"C{i}" for i, g in enumerate(groups)}
+    seen = set()
     for label, params, acc, n in points:
+        group, _, r = label.rpartition(", r=") if ", r=" in label else (label, "", "")
+        x = params * 1.07 ** groups.index(group) if r else params  # sideways spread for equal budgets
+        colours.setdefault(group, "k")
         big = label == highlight
-        ax.errorbar([params], [100 * acc], yerr=[100 * _se(acc, n)], marker="o", capsize=3,
-                    ms=9 if big else 5, color="tab:red" if big else "tab:blue")
-        ax.annotate(label, (params, 100 * acc), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.errorbar([x], [100 * acc], yerr=[100 * _se(acc, n)], marker="o", capsize=3, ms=10 if big else 5,
+                    color=colours[group], mec="magenta" if big else colours[group], mew=2 if big else 1,
+                    label=None if group in seen else group)
+        seen.add(group)
+        if r:
+            ax.annotate(f"r={r}", (x, 100 * acc), textcoords="offset points", xytext=(5, 3), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title)
     return fig
 
@@ -95,8 +107,10 @@ def subspace_similarity_figure(grids: dict, title="Subspace similarity φ(A_{r=8
     Row i = top-i right-singular directions of the small-rank A, column j = top-j of the
     large-rank A; 1 means the smaller subspace lies inside the larger one, 0 orthogonal.
     """
-    fig = Figure(figsize=(4.6 * len(grids), 2.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(grids)))
+    cols = min(2, len(grids))
+    rows = -(-len(grids) // cols)
+    fig = Figure(figsize=(5.0 * cols, 2.4 * rows + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     image = None
     for ax, (name, grid) in zip(axes, grids.items()):
         g = np.asarray(grid, dtype=float)
