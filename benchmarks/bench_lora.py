@@ -133,7 +133,8 @@ def render(rows, args, device, argv=None) -> str:
         f"({torch.get_num_threads()} torch threads), r = {args.r}, "
         f"median of {args.repeats} repeats, {time.strftime('%Y-%m-%d')}",
         "",
-        "command: `python benchmarks/bench_lora.py " + " ".join(sys.argv[1:] if argv is None else argv) + "`",
+        "command: `" + " ".join(["python benchmarks/bench_lora.py", *(sys.argv[1:] if argv is None else argv)])
+        + "`",
         "",
         "| shape | tokens | comparison | minilora (ms) | reference (ms) | ratio [IQR] | target | met |",
         "|---|---|---|---|---|---|---|---|",
