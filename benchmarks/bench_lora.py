@@ -125,6 +125,7 @@ def bench_shape(d: int, tokens: int, r: int, repeats: int, device, dtype) -> lis
 
 
 def render(rows, args, device, argv=None) -> str:
+    command = " ".join(["python benchmarks/bench_lora.py", *(sys.argv[1:] if argv is None else argv)])
     lines = [
         "# LoRA benchmark (`benchmarks/bench_lora.py`)",
         "",
@@ -133,8 +134,7 @@ def render(rows, args, device, argv=None) -> str:
         f"({torch.get_num_threads()} torch threads), r = {args.r}, "
         f"median of {args.repeats} repeats, {time.strftime('%Y-%m-%d')}",
         "",
-        "command: `" + " ".join(["python benchmarks/bench_lora.py", *(sys.argv[1:] if argv is None else argv)])
-        + "`",
+        f"command: `{command}`",
         "",
         "| shape | tokens | comparison | minilora (ms) | reference (ms) | ratio [IQR] | target | met |",
         "|---|---|---|---|---|---|---|---|",
