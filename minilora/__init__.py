@@ -10,7 +10,15 @@ __version__ = "0.1.0"
 from .adamw import AdamW
 from .data import DOMAINS, Snippet, encode, load_snippets
 from .delta import truncated_update, weight_deltas
-from .lora import LoRALinear, apply_lora, load_adapter, mark_only_lora_trainable, save_adapter
+from .lora import (
+    LoRALinear,
+    apply_lora,
+    load_adapter,
+    lora_layers,
+    lora_parameter_count,
+    mark_only_lora_trainable,
+    save_adapter,
+)
 from .models import load_model, pick_device
 from .paged import PagedAdamW, managed_empty, prefetch
 from .quant import (
@@ -42,7 +50,7 @@ __all__ = [
     "DOMAINS", "AdamW", "DoubleQuantizedAbsmax", "LoRALinear", "PagedAdamW", "QuantizedTensor", "Snippet",
     "amplification_factor", "apply_lora", "binomial_se", "bits_per_parameter", "compare", "dequantize",
     "dynamic_map", "effective_rank", "encode", "energy_rank", "evaluate", "fp4_levels", "fp8_e4m3_levels",
-    "int4_levels", "load_adapter", "load_model", "load_snippets", "managed_empty", "mark_only_lora_trainable",
+    "int4_levels", "load_adapter", "lora_layers", "lora_parameter_count", "load_model", "load_snippets", "managed_empty", "mark_only_lora_trainable",
     "nf4_levels", "normal_float_levels", "pick_device", "predict", "prefetch", "quantize_blockwise",
     "save_adapter", "singular_vectors", "spectrum", "subspace_similarity", "subspace_similarity_grid",
     "train", "truncate", "truncated_update", "weight_deltas",

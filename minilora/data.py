@@ -47,7 +47,7 @@ def label_of(valence: float) -> int | None:
     return 1 if valence > 0 else 0 if valence < 0 else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _split_rows(domain: str) -> dict[str, tuple[Snippet, ...]]:
     lines = (data_dir() / f"{domain}.tsv").read_text(encoding="utf-8").split("\n")
     assert lines[0] == "id\tvalence\ttext", f"unexpected header in {domain}.tsv"
@@ -100,9 +100,15 @@ class Encoded:
         return {"input_ids": self.input_ids[index, :width], "attention_mask": mask[:, :width],
                 "labels": self.labels[index]}
 
-    def subset(self, n: int) -> "Encoded":
-        """The first ``n`` rows (all of them if there are fewer)."""
-        return Encoded(self.input_ids[:n], self.attention_mask[:n], self.labels[:n])
+    def subset(self, n: int, seed: int = 0) -> Encoded:
+        """A random sample of ``n`` rows (seeded, kept in their original order); all rows if
+        there are fewer. Not the first ``n``: some source files are sorted by label."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        if n >= len(self):
+            return self
+        keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        return Encoded(self.input_ids[keep], self.attention_mask[keep], self.labels[keep])
 
 
 def encode(snippets, tokenizer, max_length=64) -> Encoded:

@@ -4,8 +4,9 @@
     acc = evaluate(model, encoded_test)
     se = binomial_se(acc, len(encoded_test))
 
-The optimizer is injectable: pass an ``torch.optim.Optimizer`` instance, or a callable
-``params -> optimizer``; the default is AdamW over the parameters that require grad.
+The optimizer is injectable: pass a ``torch.optim.Optimizer`` instance, or a callable
+``params -> optimizer``; the default is minilora's from-scratch AdamW (minilora.adamw, equal
+to ``torch.optim.AdamW`` step for step, which stays a reference) over the trainable parameters.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from .adamw import AdamW
 from .data import Encoded, batches
 
 
@@ -63,12 +65,16 @@ def predict(model, data: Encoded, batch_size=128) -> torch.Tensor:
     was_training = model.training
     model.eval()
     device = _device_of(model)
+    # score rows sorted by length (little padding), then put the logits back in row order
+    order = torch.argsort(data.attention_mask.sum(1), stable=True)
     out = []
-    for batch in batches(data, batch_size):
+    for lo in range(0, len(data), batch_size):
+        batch = data.batch(order[lo:lo + batch_size])
         batch.pop("labels")
         out.append(model(**_to(batch, device)).logits.float().cpu())
     model.train(was_training)
-    return torch.cat(out)
+    logits = torch.cat(out)
+    return logits[torch.argsort(order)]
 
 
 def evaluate(model, data: Encoded, batch_size=128) -> float:
@@ -104,12 +110,13 @@ def _make_optimizer(optimizer, model, lr, weight_decay):
     if not params:
         raise ValueError("model has no parameter with requires_grad=True: nothing to train")
     if optimizer is None:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return AdamW(params, lr=lr, weight_decay=weight_decay)
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     if callable(optimizer):
         return optimizer(params)
-    raise TypeError(f"optimizer must be None, an Optimizer or a callable(params), got {type(optimizer).__name__}")
+    raise TypeError("optimizer must be None, an Optimizer or a callable(params), "
+                    f"got {type(optimizer).__name__}")
 
 
 def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_decay=0.01,
@@ -138,7 +145,8 @@ def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_dec
     opt = _make_optimizer(optimizer, model, lr, weight_decay)
     n_warm = int(warmup * steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(n_warm, 1) if s < n_warm else max(0.0, (steps - s) / max(steps - n_warm, 1)))
+        opt, lambda s: (s + 1) / max(n_warm, 1) if s < n_warm
+        else max(0.0, (steps - s) / max(steps - n_warm, 1)))
     gen = torch.Generator().manual_seed(seed)
     history = History()
     if device.type == "cuda":

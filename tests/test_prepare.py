@@ -38,8 +38,8 @@ def test_rebuild_is_byte_identical(tmp_path):
     except (subprocess.CalledProcessError, OSError) as e:
         pytest.skip(f"vaderSentiment==3.3.2 sdist could not be fetched from PyPI ({e}); "
                     "prepare.py --check needs the package registry")
-    result = subprocess.run([sys.executable, str(ROOT / "data" / "prepare.py"), "--sdist", str(sdist), "--check"],
-                            capture_output=True, text=True)
+    cmd = [sys.executable, str(ROOT / "data" / "prepare.py"), "--sdist", str(sdist), "--check"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "identical to the committed files" in result.stdout
     assert "total 23703" in result.stdout

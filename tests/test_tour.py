@@ -8,10 +8,10 @@ import pytest  # noqa: E402
 from minilora.data import DOMAINS, load_snippets  # noqa: E402
 from minilora.models import parameter_groups  # noqa: E402
 from minilora.viz.tour import (  # noqa: E402
-    plot_accuracy_bars,
-    plot_dataset_overview,
-    plot_parameter_budget,
-    plot_probe,
+    accuracy_bars_figure,
+    dataset_figure,
+    parameter_budget_figure,
+    probe_figure,
 )
 from minilora.widgets.tour import positive_probability, probe_report, sentiment_probe  # noqa: E402
 
@@ -31,10 +31,10 @@ def test_parameter_groups_cover_every_parameter(minilm):
 
 def test_figures_draw():
     every = {d: load_snippets(d, "all", include_neutral=True) for d in DOMAINS}
-    assert len(plot_dataset_overview(every).axes) == 2
-    assert len(plot_parameter_budget({"a": 10, "b": 0, "c": 1000}).axes[0].patches) == 2
-    assert len(plot_accuracy_bars(["x", "y"], [0.6, 0.8], [0.01, 0.02], chance=0.5).axes) == 1
-    assert len(plot_probe(["good", "bad"], {"m": [0.9, 0.1]}).axes[0].patches) == 2
+    assert len(dataset_figure(every).axes) == 2
+    assert len(parameter_budget_figure({"a": 10, "b": 0, "c": 1000}).axes[0].patches) == 2
+    assert len(accuracy_bars_figure(["x", "y"], [0.6, 0.8], [0.01, 0.02], chance=0.5).axes) == 1
+    assert len(probe_figure(["good", "bad"], {"m": [0.9, 0.1]}).axes[0].patches) == 2
 
 
 def test_probe_widget_follows_its_text_box(minilm):

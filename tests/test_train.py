@@ -110,3 +110,38 @@ def test_quiet_follows_ci(monkeypatch):
     assert not quiet()
     monkeypatch.delenv("CI")
     assert not quiet()
+
+
+def test_predict_keeps_row_order(minilm):
+    from minilora.data import Encoded
+
+    model, tok = minilm
+    data = encode(load_snippets("amazon", "val")[:40], tok)
+    whole = predict(model, data, batch_size=7)  # scored in length order, returned in row order
+    for i in range(0, 40, 9):
+        row = Encoded(data.input_ids[i:i + 1], data.attention_mask[i:i + 1], data.labels[i:i + 1])
+        assert torch.allclose(whole[i], predict(model, row)[0], atol=1e-5)
+
+
+def test_default_optimizer_is_minilora_adamw_equal_to_torch(minilm):
+    import copy
+
+    model, tok = minilm
+    data = encode(load_snippets("tweets", "train")[:16], tok, max_length=24)
+    twin = copy.deepcopy(model)
+    train(model, data, steps=3, batch_size=8, lr=1e-4, progress=False)  # default: minilora AdamW
+    train(twin, data, steps=3, batch_size=8, lr=1e-4, progress=False,
+          optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-4, weight_decay=0.01))
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_subset_is_a_seeded_sample_not_a_prefix(minilm):
+    _, tok = minilm
+    data = encode(load_snippets("movie", "test"), tok)
+    sample = data.subset(300)
+    assert len(sample) == 300 and torch.equal(sample.labels, data.subset(300).labels)
+    assert 0.35 < sample.labels.float().mean() < 0.65  # the first 300 rows are mostly positive
+    assert data.subset(5000) is data
+    with pytest.raises(ValueError, match="n must"):
+        data.subset(0)

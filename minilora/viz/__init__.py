@@ -1,4 +1,32 @@
 """Matplotlib figures: pure functions that take measured numbers and return a Figure.
 
-One submodule per topic; the public functions are re-exported here.
+One submodule per topic (tour, rank, lora, quant, memory); the figures are re-exported here.
 """
+
+from .lora import (
+    budget_figure,
+    cross_domain_figure,
+    learning_curve_figure,
+    rank_sweep_figure,
+    subspace_similarity_figure,
+)
+from .memory import memory_stack_figure, timeline_figure
+from .quant import (
+    bits_error_figure,
+    construction_figure,
+    error_bars_figure,
+    levels_figure,
+    normality_figure,
+    quant_histogram_figure,
+)
+from .rank import accuracy_vs_rank_figure, rank_heatmaps_figure, spectra_figure, truncation_figure
+from .tour import accuracy_bars_figure, dataset_figure, parameter_budget_figure, probe_figure
+
+__all__ = [
+    "accuracy_bars_figure", "accuracy_vs_rank_figure", "bits_error_figure", "budget_figure",
+    "construction_figure", "cross_domain_figure", "dataset_figure", "error_bars_figure",
+    "learning_curve_figure", "levels_figure", "memory_stack_figure", "normality_figure",
+    "parameter_budget_figure", "probe_figure", "quant_histogram_figure", "rank_heatmaps_figure",
+    "rank_sweep_figure", "spectra_figure", "subspace_similarity_figure", "timeline_figure",
+    "truncation_figure",
+]

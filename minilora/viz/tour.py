@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def plot_dataset_overview(snippets_by_domain: dict):
+def dataset_figure(snippets_by_domain: dict):
     """Two panels: rows per domain split into positive / negative / neutral (valence = 0),
     and the histogram of mean human valence per domain (the label cut at 0 drawn in)."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -33,7 +33,7 @@ def plot_dataset_overview(snippets_by_domain: dict):
     return fig
 
 
-def plot_parameter_budget(groups: dict[str, int]):
+def parameter_budget_figure(groups: dict[str, int]):
     """Horizontal bars: parameters per module type, with each group's share of the total."""
     items = [(k, v) for k, v in groups.items() if v]
     total = sum(v for _, v in items)
@@ -51,7 +51,7 @@ def plot_parameter_budget(groups: dict[str, int]):
     return fig
 
 
-def plot_accuracy_bars(names, accuracies, errors, chance=None, title="test accuracy"):
+def accuracy_bars_figure(names, accuracies, errors, chance=None, title="test accuracy"):
     """Bars of accuracy with ±2 standard-error whiskers (and a dashed chance/majority line)."""
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 3.6))
     x = np.arange(len(names))
@@ -69,7 +69,7 @@ def plot_accuracy_bars(names, accuracies, errors, chance=None, title="test accur
     return fig
 
 
-def plot_probe(texts, probs_by_model: dict):
+def probe_figure(texts, probs_by_model: dict):
     """P(positive) for a few sentences under each model (the tour's sentiment probe)."""
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(texts) + 1.2))
     y = np.arange(len(texts))
@@ -77,7 +77,8 @@ def plot_probe(texts, probs_by_model: dict):
     for i, (name, probs) in enumerate(probs_by_model.items()):
         ax.barh(y + i * h, probs, height=h, label=name)
     ax.axvline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_yticks(y + h * (len(probs_by_model) - 1) / 2, [t if len(t) < 60 else t[:57] + "..." for t in texts])
+    labels = [t if len(t) < 60 else t[:57] + "..." for t in texts]
+    ax.set_yticks(y + h * (len(probs_by_model) - 1) / 2, labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("P(positive)")
