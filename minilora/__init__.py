@@ -47,11 +47,12 @@ from .rank import (
 from .train import binomial_se, compare, evaluate, predict, train
 
 __all__ = [
-    "DOMAINS", "AdamW", "DoubleQuantizedAbsmax", "LoRALinear", "PagedAdamW", "QuantizedTensor", "Snippet",
-    "amplification_factor", "apply_lora", "binomial_se", "bits_per_parameter", "compare", "dequantize",
-    "dynamic_map", "effective_rank", "encode", "energy_rank", "evaluate", "fp4_levels", "fp8_e4m3_levels",
-    "int4_levels", "load_adapter", "lora_layers", "lora_parameter_count", "load_model", "load_snippets", "managed_empty", "mark_only_lora_trainable",
-    "nf4_levels", "normal_float_levels", "pick_device", "predict", "prefetch", "quantize_blockwise",
-    "save_adapter", "singular_vectors", "spectrum", "subspace_similarity", "subspace_similarity_grid",
-    "train", "truncate", "truncated_update", "weight_deltas",
+    "AdamW", "DOMAINS", "DoubleQuantizedAbsmax", "LoRALinear", "PagedAdamW", "QuantizedTensor",
+    "Snippet", "amplification_factor", "apply_lora", "binomial_se", "bits_per_parameter", "compare",
+    "dequantize", "dynamic_map", "effective_rank", "encode", "energy_rank", "evaluate", "fp4_levels",
+    "fp8_e4m3_levels", "int4_levels", "load_adapter", "load_model", "load_snippets", "lora_layers",
+    "lora_parameter_count", "managed_empty", "mark_only_lora_trainable", "nf4_levels",
+    "normal_float_levels", "pick_device", "predict", "prefetch", "quantize_blockwise", "save_adapter",
+    "singular_vectors", "spectrum", "subspace_similarity", "subspace_similarity_grid", "train",
+    "truncate", "truncated_update", "weight_deltas",
 ]
