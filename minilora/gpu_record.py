@@ -81,6 +81,15 @@ def parse_record(text: str) -> dict | None:
     return None if match is None else json.loads(match.group(1))
 
 
-def read_record(path) -> dict | None:
-    """``parse_record`` of the file at ``path``."""
-    return parse_record(Path(path).read_text(encoding="utf-8"))
+def default_record_path() -> Path:
+    """``docs/gpu.md`` of the source tree minilora was imported from."""
+    return Path(__file__).resolve().parent.parent / "docs" / "gpu.md"
+
+
+def read_record(path=None) -> dict | None:
+    """``parse_record`` of the file at ``path`` (default: ``default_record_path()``)."""
+    path = default_record_path() if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the GPU record lives in docs/gpu.md of a source "
+                                "checkout; pass its path")
+    return parse_record(path.read_text(encoding="utf-8"))

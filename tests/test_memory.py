@@ -242,3 +242,10 @@ def test_widget_driven_by_value():
     panel.model.value = "7B"
     panel.method.value = "qlora"
     assert panel.summary["fits_gb"] == 24
+
+
+def test_default_record_path_is_this_checkouts_page(tmp_path):
+    assert gpu_record.default_record_path() == ROOT / "docs" / "gpu.md"
+    assert gpu_record.read_record() == gpu_record.read_record(ROOT / "docs" / "gpu.md")
+    with pytest.raises(FileNotFoundError, match="docs/gpu.md"):
+        gpu_record.read_record(tmp_path / "missing.md")
