@@ -19,11 +19,11 @@ import copy
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _common import write_atomic
 from torch import nn
 
 from minilora.lora import LoRALinear
@@ -146,14 +146,6 @@ def render(rows, args, device, argv=None) -> str:
         lines.append(f"| {shape} | {tokens} | {what} | {a * 1e3:.3f} | {b * 1e3:.3f} "
                      f"| {ratio:.3f} [{q1:.3f}, {q3:.3f}] | {tgt} | {met} |")
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:

@@ -18,11 +18,11 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _common import write_atomic
 
 from minilora.adamw import AdamW
 from minilora.paged import PagedAdamW
@@ -99,11 +99,7 @@ def main(argv=None) -> int:
                      f"{s / ref_full:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    RESULTS.parent.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=RESULTS.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, RESULTS)
+    write_atomic(RESULTS, text)
     return 0
 
 

@@ -18,11 +18,11 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _common import write_atomic
 
 from minilora.quant import dequantize, nf4_levels, quantize_blockwise
 
@@ -115,14 +115,6 @@ def table(rows: list[dict], compile_s: dict, args) -> str:
     return head + "\n".join(lines) + f"\n\nfirst call (includes compilation): {warm}\n"
 
 
-def write_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
@@ -141,7 +133,7 @@ def main(argv=None) -> int:
     rows, compile_s = run(args.size, args.repeats)
     text = table(rows, compile_s, args)
     print(text)
-    write_atomic(text, RESULTS)
+    write_atomic(RESULTS, text)
     print(f"written to {RESULTS}")
     return 0
 
