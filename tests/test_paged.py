@@ -412,18 +412,9 @@ def test_gpu_check_script_runs_cleanly_on_this_machine(tmp_path):
     assert result["card"] is None and all(r["result"] == "SKIP" for r in result["rows"])
 
 
-def _gpu_check_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gpu_check_logic_on_cpu():
+def test_gpu_check_logic_on_cpu(script):
     """The script's comparisons, run on CPU tensors (PagedAdamW falls back to host memory)."""
-    gpu_check = _gpu_check_module()
+    gpu_check = script("scripts/gpu_check.py")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = gpu_check.check_adamw_equivalence("cpu")
@@ -432,10 +423,10 @@ def test_gpu_check_logic_on_cpu():
     assert gpu_check.unpack_codes(packed).tolist() == [1, 15, 10, 0]
 
 
-def test_gpu_check_nf4_comparison_on_cpu():
+def test_gpu_check_nf4_comparison_on_cpu(script):
     pytest.importorskip("bitsandbytes", reason="bitsandbytes is the reference (installed by make test)")
     pytest.importorskip("minilora.quant", reason="minilora.quant is not in this checkout yet")
-    result = _gpu_check_module().check_nf4_against_bitsandbytes("cpu", n=64 * 1024, repeats=1)
+    result = script("scripts/gpu_check.py").check_nf4_against_bitsandbytes("cpu", n=64 * 1024, repeats=1)
     assert result["result"] == "PASS", result["detail"]
 
 

@@ -1,6 +1,5 @@
 """data/prepare.py rebuilds the committed files byte for byte from the vaderSentiment sdist."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,29 +9,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _prepare():
-    spec = importlib.util.spec_from_file_location("prepare", ROOT / "data" / "prepare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_convert_format():
-    prep = _prepare()
+def test_convert_format(script):
+    prep = script("data/prepare.py")
     out = prep.convert(b"1\t2.5\tGood movie\r\n2\t-1\tBad\r\n")
     assert out == b"id\tvalence\ttext\n1\t2.5\tGood movie\n2\t-1\tBad\n"
 
 
-def test_wrong_checksum_is_refused(tmp_path):
-    prep = _prepare()
+def test_wrong_checksum_is_refused(tmp_path, script):
+    prep = script("data/prepare.py")
     fake = tmp_path / prep.SDIST
     fake.write_bytes(b"not the sdist")
     with pytest.raises(ValueError, match="sha256"):
         prep.build(fake, tmp_path / "out")
 
 
-def test_rebuild_is_byte_identical(tmp_path):
-    prep = _prepare()
+def test_rebuild_is_byte_identical(tmp_path, script):
+    prep = script("data/prepare.py")
     try:
         sdist = prep.fetch_sdist(tmp_path)
     except (subprocess.CalledProcessError, OSError) as e:
