@@ -52,7 +52,16 @@ def ratio_stats(mine: list[float], ref: list[float]) -> tuple[float, float, floa
     return statistics.median(ratios), q[0], q[2]
 
 
-def bench_dtype(x: torch.Tensor, repeats: int, rows: list[dict], compile_s: dict) -> None:
+def output_floor(x: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """Median seconds to allocate and first-touch a fresh tensor like ``x`` (what every
+    dequantise pays for its output: page faults), and to fill an already-touched one."""
+    reused = torch.empty_like(x)
+    times = measure({"fresh": lambda: torch.empty_like(x).fill_(0), "reused": lambda: reused.fill_(0)},
+                    repeats)
+    return statistics.median(times["fresh"]), statistics.median(times["reused"])
+
+
+def bench_dtype(x: torch.Tensor, repeats: int, rows: list[dict], compile_s: dict, floor: dict) -> None:
     """Time every path on ``x`` (NF4, blocksize 64) against bitsandbytes; append table rows."""
     import bitsandbytes.functional as F
 
@@ -75,6 +84,7 @@ def bench_dtype(x: torch.Tensor, repeats: int, rows: list[dict], compile_s: dict
         "eager": lambda: dequantize(q, impl="eager"),
         "reference": lambda: dequantize(q, impl="reference"),
     }
+    floor[name] = output_floor(x, repeats)
     for op, fns in (("quantise", quantise), ("dequantise", dequantise)):
         times = measure(fns, repeats)
         for impl in ("auto (compiled)", "eager", "reference"):
@@ -85,16 +95,16 @@ def bench_dtype(x: torch.Tensor, repeats: int, rows: list[dict], compile_s: dict
                              target=target, met=None if target is None else ratio <= target))
 
 
-def run(size: int, repeats: int) -> tuple[list[dict], dict]:
+def run(size: int, repeats: int) -> tuple[list[dict], dict, dict]:
     torch.manual_seed(0)
     x = torch.randn(size, size)
-    rows, compile_s = [], {}
+    rows, compile_s, floor = [], {}, {}
     for dtype in (torch.float32, torch.bfloat16):
-        bench_dtype(x.to(dtype), repeats, rows, compile_s)
-    return rows, compile_s
+        bench_dtype(x.to(dtype), repeats, rows, compile_s, floor)
+    return rows, compile_s, floor
 
 
-def table(rows: list[dict], compile_s: dict, args) -> str:
+def table(rows: list[dict], compile_s: dict, floor: dict, args) -> str:
     head = (f"# Quantisation benchmark (`benchmarks/bench_quant.py`)\n\n"
             f"{args.size}×{args.size} NF4, blocksize 64, device cpu, torch {torch.__version__}, "
             f"{os.cpu_count()} CPUs ({torch.get_num_threads()} torch threads), median of {args.repeats} "
@@ -112,7 +122,10 @@ def table(rows: list[dict], compile_s: dict, args) -> str:
                      f"| {1 / r['ratio']:.2f}× | {target} "
                      f"| {met} |")
     warm = ", ".join(f"{k} {v:.1f} s" for k, v in compile_s.items())
-    return head + "\n".join(lines) + f"\n\nfirst call (includes compilation): {warm}\n"
+    fl = ", ".join(f"{k} {1e3 * f:.1f} ms (reused buffer: {1e3 * r:.2f} ms)" for k, (f, r) in floor.items())
+    return (head + "\n".join(lines) + f"\n\nfirst call (includes compilation): {warm}\n\n"
+            f"output floor, paid by every dequantise (allocate + first touch of a fresh output "
+            f"of this size, page faults): {fl}\n")
 
 
 def main(argv=None) -> int:
@@ -130,8 +143,8 @@ def main(argv=None) -> int:
     except ImportError:
         print("bitsandbytes is not installed: nothing to compare against (pip install bitsandbytes)")
         return 1
-    rows, compile_s = run(args.size, args.repeats)
-    text = table(rows, compile_s, args)
+    rows, compile_s, floor = run(args.size, args.repeats)
+    text = table(rows, compile_s, floor, args)
     print(text)
     write_atomic(RESULTS, text)
     print(f"written to {RESULTS}")
