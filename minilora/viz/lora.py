@@ -8,14 +8,24 @@ standard errors sqrt(p(1-p)/n) of the accuracies passed in.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..train import binomial_se as _se
 
-def _se(acc, n):
-    return math.sqrt(max(acc * (1 - acc), 0.0) / n)
+
+def _ses(accs, n) -> np.ndarray:
+    """Binomial standard errors of an array of accuracies, all measured on ``n`` rows."""
+    return np.array([_se(float(a), n) for a in accs])
+
+
+def _finish(ax, xlabel: str, title: str) -> None:
+    """The axis dressing every accuracy plot here shares."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
 
 
 def _reference_band(ax, reference) -> None:
@@ -37,15 +47,11 @@ def learning_curve_figure(curves: dict, reference=None, title="Validation accura
     ax = fig.subplots()
     for label, (steps, accs, n) in curves.items():
         steps, accs = np.asarray(steps), np.asarray(accs, dtype=float)
-        se = np.sqrt(np.clip(accs * (1 - accs), 0, None) / n)
+        se = _ses(accs, n)
         ax.plot(steps, 100 * accs, marker="o", ms=3, label=label)
         ax.fill_between(steps, 100 * (accs - se), 100 * (accs + se), alpha=0.2)
     _reference_band(ax, reference)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
+    _finish(ax, "training step", title)
     return fig
 
 
@@ -55,16 +61,12 @@ def rank_sweep_figure(ranks, accuracies, n: int, reference=None,
     fig = Figure(figsize=(5.6, 3.6), layout="constrained")
     ax = fig.subplots()
     accs = np.asarray(accuracies, dtype=float)
-    ax.errorbar(ranks, 100 * accs, yerr=100 * np.sqrt(accs * (1 - accs) / n), marker="o", capsize=3,
+    ax.errorbar(ranks, 100 * accs, yerr=100 * _ses(accs, n), marker="o", capsize=3,
                 label=f"LoRA on W_q, W_v (n = {n})")
     _reference_band(ax, reference)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(ranks), [str(r) for r in ranks])
-    ax.set_xlabel("rank r")
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
+    _finish(ax, "rank r", title)
     return fig
 
 
