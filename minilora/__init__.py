@@ -1,15 +1,18 @@
 """minilora: LoRA, AdaLoRA and QLoRA from scratch in readable PyTorch.
 
-Public names only; each lives in the module named for its concept. Importing minilora
-needs torch, numpy and scipy alone (transformers, safetensors, matplotlib and ipywidgets
-are imported where a function needs them).
+One package per idea; this file gathers the public names, grouped by idea. Importing
+minilora needs torch, numpy and scipy alone (transformers, safetensors, matplotlib and
+ipywidgets are imported where a function needs them). The map of the library and its
+import rules: docs/architecture.md.
 """
 
 __version__ = "0.1.0"
 
+# ground floor: model, data, training loop, optimizer, statistics
 from .adamw import AdamW
 from .data import DOMAINS, Snippet, encode, load_snippets
-from .delta import truncated_update, weight_deltas
+
+# LoRA: a frozen weight plus a trainable low-rank update (LoRA §4)
 from .lora import (
     LoRALinear,
     apply_lora,
@@ -20,7 +23,11 @@ from .lora import (
     save_adapter,
 )
 from .models import load_model, pick_device
+
+# paged optimizers: optimizer states in CUDA unified memory (QLoRA §3)
 from .paged import PagedAdamW, managed_empty, prefetch
+
+# quantisation: NF4/FP4/INT4 tables, blockwise absmax codes, double quantisation (QLoRA §3)
 from .quant import (
     DoubleQuantizedAbsmax,
     QuantizedTensor,
@@ -34,6 +41,8 @@ from .quant import (
     normal_float_levels,
     quantize_blockwise,
 )
+
+# intrinsic rank: spectra of weight updates, truncation, subspace similarity (LoRA §4, §7)
 from .rank import (
     amplification_factor,
     effective_rank,
@@ -43,16 +52,26 @@ from .rank import (
     subspace_similarity,
     subspace_similarity_grid,
     truncate,
+    truncated_update,
+    weight_deltas,
 )
-from .train import binomial_se, compare, evaluate, predict, train
+from .stats import binomial_se, compare, mcnemar, paired_bootstrap
+from .train import evaluate, predict, train
 
 __all__ = [
-    "AdamW", "DOMAINS", "DoubleQuantizedAbsmax", "LoRALinear", "PagedAdamW", "QuantizedTensor",
-    "Snippet", "amplification_factor", "apply_lora", "binomial_se", "bits_per_parameter", "compare",
-    "dequantize", "dynamic_map", "effective_rank", "encode", "energy_rank", "evaluate", "fp4_levels",
-    "fp8_e4m3_levels", "int4_levels", "load_adapter", "load_model", "load_snippets", "lora_layers",
-    "lora_parameter_count", "managed_empty", "mark_only_lora_trainable", "nf4_levels",
-    "normal_float_levels", "pick_device", "predict", "prefetch", "quantize_blockwise", "save_adapter",
-    "singular_vectors", "spectrum", "subspace_similarity", "subspace_similarity_grid", "train",
-    "truncate", "truncated_update", "weight_deltas",
+    # ground floor
+    "AdamW", "DOMAINS", "Snippet", "binomial_se", "compare", "encode", "evaluate", "load_model",
+    "load_snippets", "mcnemar", "paired_bootstrap", "pick_device", "predict", "train",
+    # LoRA
+    "LoRALinear", "apply_lora", "load_adapter", "lora_layers", "lora_parameter_count",
+    "mark_only_lora_trainable", "save_adapter",
+    # intrinsic rank
+    "amplification_factor", "effective_rank", "energy_rank", "singular_vectors", "spectrum",
+    "subspace_similarity", "subspace_similarity_grid", "truncate", "truncated_update", "weight_deltas",
+    # quantisation
+    "DoubleQuantizedAbsmax", "QuantizedTensor", "bits_per_parameter", "dequantize", "dynamic_map",
+    "fp4_levels", "fp8_e4m3_levels", "int4_levels", "nf4_levels", "normal_float_levels",
+    "quantize_blockwise",
+    # paged optimizers
+    "PagedAdamW", "managed_empty", "prefetch",
 ]

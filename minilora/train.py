@@ -2,7 +2,7 @@
 
     history = train(model, encoded_train, steps=200, lr=5e-5, eval_data=encoded_val, eval_every=50)
     acc = evaluate(model, encoded_test)
-    se = binomial_se(acc, len(encoded_test))
+    p = positive_probability(model, tokenizer, "A gorgeous film.")
 
 The optimizer is injectable: pass a ``torch.optim.Optimizer`` instance, or a callable
 ``params -> optimizer``; the default is minilora's from-scratch AdamW (minilora.adamw, equal
@@ -11,7 +11,6 @@ to ``torch.optim.AdamW`` step for step, which stays a reference) over the traina
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from .adamw import AdamW
+from .checks import check_int, check_number
 from .data import Encoded, batches
 
 
@@ -83,26 +83,33 @@ def evaluate(model, data: Encoded, batch_size=128) -> float:
     return (logits.argmax(-1) == data.labels).float().mean().item()
 
 
-def binomial_se(accuracy: float, n: int) -> float:
-    """Standard error of an accuracy measured on ``n`` examples: sqrt(p(1-p)/n)."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n)
+@torch.no_grad()
+def positive_probability(model, tokenizer, texts, max_length=64) -> list[float]:
+    """``softmax(logits)[:, 1]`` for each text: the model's probability of a positive label."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError("texts must be non-empty strings")
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    probs = model(**_to(dict(enc), device)).logits.float().softmax(-1)[:, 1]
+    model.train(was_training)
+    return probs.cpu().tolist()
 
 
-def compare(acc_a: float, acc_b: float, n: int, z: float = 2.0) -> str:
-    """Verdict on ``acc_a`` vs ``acc_b`` (both on the same ``n`` test rows).
+def lr_multiplier(step: int, total_steps: int, warmup_steps: int) -> float:
+    """The learning-rate schedule: linear warm-up, then linear decay to 0 (BERT's schedule).
 
-    The difference counts only beyond ``z`` standard errors of a difference of two
-    independent binomial estimates, sqrt(se_a^2 + se_b^2) (conservative for a shared test
-    set). Returns "higher", "lower" or "no difference" (for a, relative to b).
+    For optimizer step ``s`` = 0, 1, …, T − 1 (T = ``total_steps``, W = ``warmup_steps``):
+        1. warm-up, s < W:   (s + 1) / W                 reaches 1 at the last warm-up step
+        2. decay,  s ≥ W:    (T − s) / (T − W)            1 at s = W, 1/(T − W) at the last step
+    The optimizer's lr is multiplied by this value (``torch.optim.lr_scheduler.LambdaLR``).
     """
-    se = math.hypot(binomial_se(acc_a, n), binomial_se(acc_b, n))
-    if acc_a - acc_b > z * se:
-        return "higher"
-    if acc_b - acc_a > z * se:
-        return "lower"
-    return "no difference"
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, (total_steps - step) / max(total_steps - warmup_steps, 1))
 
 
 def _make_optimizer(optimizer, model, lr, weight_decay):
@@ -130,23 +137,18 @@ def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_dec
     (e.g. a regulariser); ``on_step(model, step)`` runs after each optimizer step (e.g. a
     rank allocator). ``progress=None`` shows a tqdm bar except under CI.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite float > 0, got {lr!r}")
-    if clip is not None and not clip > 0:
-        raise ValueError(f"clip must be > 0 or None, got {clip!r}")
-    if not 0 <= warmup < 1:
-        raise ValueError(f"warmup must be in [0, 1), got {warmup!r}")
+    steps = check_int(steps, "steps", 1)
+    check_number(lr, "lr", 0.0, low_open=True)
+    if clip is not None:
+        check_number(clip, "clip", 0.0, low_open=True, why=" or None")
+    check_number(warmup, "warmup", 0.0, 1.0, high_open=True)
     if eval_every and eval_data is None:
         raise ValueError("eval_every needs eval_data")
     set_seed(seed)
     device = _device_of(model)
     opt = _make_optimizer(optimizer, model, lr, weight_decay)
     n_warm = int(warmup * steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(n_warm, 1) if s < n_warm
-        else max(0.0, (steps - s) / max(steps - n_warm, 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, steps, n_warm))
     gen = torch.Generator().manual_seed(seed)
     history = History()
     if device.type == "cuda":

@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from minilora.cuda_runtime import runtime_or_reason  # noqa: E402
+from minilora.paged import runtime_or_reason  # noqa: E402
 
 MiB, GiB = 2**20, 2**30
 CHECKS = ("managed memory r/w", "prefetch lowers device memory", "PagedAdamW == torch AdamW",
@@ -44,7 +44,7 @@ def row(check, result, detail, **values):
 
 def device_used(rt) -> int:
     torch.cuda.synchronize()
-    free, total = rt.mem_get_info()
+    free, total = torch.cuda.mem_get_info()
     return total - free
 
 
@@ -70,7 +70,7 @@ def check_prefetch(rt):
     device = torch.cuda.current_device()
     if not rt.concurrent_managed_access(device):
         return row(CHECKS[1], "SKIP", "device lacks cudaDevAttrConcurrentManagedAccess: prefetch not allowed")
-    size = min(GiB, rt.mem_get_info()[0] // 4) // 4 * 4
+    size = min(GiB, torch.cuda.mem_get_info()[0] // 4) // 4 * 4
     t = managed_empty((size // 4,), torch.float32)
     t.fill_(1.0)  # first touch on the GPU: pages are created there
     on_gpu = device_used(rt)
@@ -124,14 +124,14 @@ def check_alloc_cycles(rt, cycles=200, block=64 * MiB):
     from minilora.paged import managed_empty
 
     gc.collect()
-    start = rt.mem_get_info()[0]
+    start = torch.cuda.mem_get_info()[0]
     for i in range(cycles):
         t = managed_empty((block // 4,), torch.float32)
         t.fill_(float(i))  # touch it so physical pages exist
         del t
     gc.collect()
     torch.cuda.synchronize()
-    drift = start - rt.mem_get_info()[0]
+    drift = start - torch.cuda.mem_get_info()[0]
     return row(CHECKS[3], "PASS" if drift < block else "FAIL",
                f"{cycles} x {block // MiB} MiB: free device memory changed by {drift / MiB:+.1f} MiB",
                drift=drift)
@@ -161,7 +161,7 @@ def check_timeline(rt, weights_gb=None):
     from minilora.models import load_model
     from minilora.paged import PagedAdamW
 
-    free = rt.mem_get_info()[0]
+    free = torch.cuda.mem_get_info()[0]
     weights = int((weights_gb or min(4.0, free / GiB / 10)) * GiB)
     d = 4096 if weights < 2 * GiB else 8192
     depth = max(1, weights // (4 * d * d))
@@ -228,17 +228,11 @@ def check_timeline(rt, weights_gb=None):
     ]
 
 
-def unpack_codes(packed: torch.Tensor) -> torch.Tensor:
-    """4-bit codes of a packed uint8 tensor, the even element in the high nibble."""
-    b = packed.flatten().to(torch.uint8)
-    return torch.stack([b >> 4, b & 15], dim=1).flatten()
-
-
 def check_nf4_against_bitsandbytes(device="cuda", n=4096 * 4096, repeats=10):
     try:
         import bitsandbytes.functional as bnb_f
 
-        from minilora.quant import nf4_levels, quantize_blockwise
+        from minilora.quant import nf4_levels, quantize_blockwise, unpack_nibbles
     except ImportError as e:
         return row(CHECKS[7], "SKIP", f"not importable: {e}")
 
@@ -255,7 +249,8 @@ def check_nf4_against_bitsandbytes(device="cuda", n=4096 * 4096, repeats=10):
     x = torch.randn(n, generator=torch.Generator().manual_seed(0)).to(device)
     q, ours_s = timed(lambda: quantize_blockwise(x, nf4_levels(), blocksize=64))
     (packed, state), bnb_s = timed(lambda: bnb_f.quantize_4bit(x, blocksize=64, quant_type="nf4"))
-    ours, theirs = unpack_codes(q.packed), unpack_codes(packed)
+    ours = unpack_nibbles(q.packed, 2 * q.packed.numel())
+    theirs = unpack_nibbles(packed.flatten().to(torch.uint8), 2 * packed.numel())
     if ours.shape != theirs.shape:
         return row(CHECKS[7], "FAIL", f"packed sizes differ: ours {tuple(q.packed.shape)}, bitsandbytes "
                    f"{tuple(packed.shape)}")
@@ -333,7 +328,7 @@ def main(argv=None) -> int:
         if rt is None:
             print(f"Nothing recorded in {args.record}: no GPU here.")
         else:
-            from minilora.gpu_record import write_record
+            from minilora.course import write_record
 
             write_record(args.record, record)
     print_table(rows)

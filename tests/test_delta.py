@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from minilora.data import Encoded
-from minilora.delta import (
+from minilora.rank.delta import (
     MATRIX_TYPES,
     decompose,
     encoder_matrices,

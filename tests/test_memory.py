@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from minilora import gpu_record
+from minilora.course import gpu_record
 from minilora.adamw import AdamW
-from minilora.memory import (
+from minilora.memory.measured import (
     PARTS,
     default_blocks,
     measure_step,
@@ -19,7 +19,7 @@ from minilora.memory import (
     step_timeline,
     storage_bytes,
 )
-from minilora.memory_estimate import GB, LLAMA, NF4_DQ_BITS, LlamaShape, finetune_memory, paper_claims
+from minilora.memory.estimate import GB, LLAMA, NF4_DQ_BITS, LlamaShape, finetune_memory, paper_claims
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -228,7 +228,8 @@ def test_figures():
 
 def test_widget_driven_by_value():
     pytest.importorskip("ipywidgets")
-    from minilora.widgets.memory import MemoryExplorer, memory_summary
+    from minilora.memory import memory_summary
+    from minilora.widgets.memory import MemoryExplorer
 
     panel = MemoryExplorer(draw=False)
     first = panel.summary

@@ -105,7 +105,7 @@ def test_fp8_e4m3_equals_torch_float8():
 
 @pytest.mark.parametrize("bits", [1, 9, 4.0, True, "4"])
 def test_bad_bits(bits):
-    with pytest.raises(ValueError, match="bits must be an int in 2..8"):
+    with pytest.raises(ValueError, match=r"bits must be an int in \[2, 8\]"):
         normal_float_levels(bits)
 
 

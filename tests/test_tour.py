@@ -13,7 +13,8 @@ from minilora.viz.tour import (  # noqa: E402
     parameter_budget_figure,
     probe_figure,
 )
-from minilora.widgets.tour import positive_probability, probe_report, sentiment_probe  # noqa: E402
+from minilora.train import positive_probability
+from minilora.widgets.tour import probe_report, sentiment_probe  # noqa: E402
 
 
 def test_parameter_groups_cover_every_parameter(minilm):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from minilora.data import encode, load_snippets
-from minilora.train import History, binomial_se, compare, evaluate, predict, quiet, train
+from minilora.stats import binomial_se, compare
+from minilora.train import History, evaluate, predict, quiet, train
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ import torch
 from matplotlib.figure import Figure
 
 from minilora.lora import lora_layers, lora_parameter_count
-from minilora.lora_runs import encode_sample, lora_fine_tune, optimizer_state_bytes, sample_snippets
+from minilora.adamw import state_bytes as optimizer_state_bytes
+from minilora.course.runs import lora_fine_tune
+from minilora.data import encode_sample, sample_snippets
 from minilora.viz.lora import (
     budget_figure,
     cross_domain_figure,
@@ -27,7 +29,7 @@ def test_lora_parameter_count_matches_the_formula(minilm):
     assert lora_parameter_count(model, ("query",), 16) == 73_728
     assert lora_parameter_count(model, ("query", "key", "value", "attention.output.dense"), 4) == 73_728
     assert lora_parameter_count(model, ("intermediate.dense",), 1) == 6 * (384 + 1536)
-    with pytest.raises(ValueError, match="matched no Linear"):
+    with pytest.raises(ValueError, match="matched no module"):
         lora_parameter_count(model, ("nothing",), 1)
     with pytest.raises(ValueError, match="r must be"):
         lora_parameter_count(model, ("query",), 0)
@@ -45,13 +47,11 @@ def test_sample_snippets_is_balanced_reproducible_and_a_subset():
         sample_snippets("movie", "test", 0)
 
 
-def test_encode_sample_is_the_sample_sorted_by_length(minilm):
+def test_encode_sample_encodes_the_sample_in_source_order(minilm):
     _, tokenizer = minilm
     enc = encode_sample("nyt", "test", tokenizer, 50, max_length=32)
-    lengths = enc.attention_mask.sum(1)
-    assert len(enc) == 50 and torch.all(lengths[1:] >= lengths[:-1])
     rows = sample_snippets("nyt", "test", 50)
-    assert sorted(enc.labels.tolist()) == sorted(s.label for s in rows)
+    assert len(enc) == 50 and enc.labels.tolist() == [s.label for s in rows]
 
 
 def test_optimizer_state_bytes_counts_adamw_moments():
@@ -60,7 +60,7 @@ def test_optimizer_state_bytes_counts_adamw_moments():
     assert optimizer_state_bytes(opt) == 0
     p.grad = torch.ones_like(p)
     opt.step()
-    assert optimizer_state_bytes(opt) == 2 * 30 * 4 + 4  # exp_avg, exp_avg_sq (fp32) + step
+    assert optimizer_state_bytes(opt) == 2 * 30 * 4  # exp_avg, exp_avg_sq (fp32); the step scalar not
 
 
 def test_lora_fine_tune_trains_only_the_adapter_and_replays_from_cache(tmp_path, monkeypatch):
@@ -69,7 +69,7 @@ def test_lora_fine_tune_trains_only_the_adapter_and_replays_from_cache(tmp_path,
     run = lora_fine_tune(**kw)
     assert not run.from_cache and run.test_n == 16 and run.history.eval_steps == [1, 2]
     assert run.lora_parameters == 6 * 2 * (384 + 384) and run.trainable == run.lora_parameters + 770
-    assert run.optimizer_state_bytes == 2 * 4 * run.trainable + 4 * (2 * 6 + 2)  # moments + one step each
+    assert run.optimizer_state_bytes == 2 * 4 * run.trainable  # two fp32 moments per trained number
     assert any(layer.lora_B.abs().sum() > 0 for layer in lora_layers(run.model).values())  # it trained
     again = lora_fine_tune(**kw)
     assert again.from_cache and again.test_accuracy == run.test_accuracy
@@ -82,7 +82,8 @@ def test_lora_fine_tune_trains_only_the_adapter_and_replays_from_cache(tmp_path,
 
 def test_explorer_follows_its_controls(minilm):
     pytest.importorskip("ipywidgets", reason="the widget needs ipywidgets (the notebooks extra)")
-    from minilora.widgets.lora import TARGET_SETS, LoRAExplorer, lora_costs
+    from minilora.lora import lora_costs
+    from minilora.widgets.lora import TARGET_SETS, LoRAExplorer
 
     model, _ = minilm
     runs = {("W_q, W_v", 8): (0.8, 400), ("W_q", 16): (0.7, 400)}

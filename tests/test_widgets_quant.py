@@ -99,7 +99,8 @@ def test_figures(weights):
 
 def test_quant_explorer_driven_by_value(weights):
     pytest.importorskip("ipywidgets", reason="the widget needs ipywidgets (the notebooks extra)")
-    from minilora.widgets.quant import QuantExplorer, quant_summary
+    from minilora.quant import quant_summary
+    from minilora.widgets.quant import QuantExplorer
 
     ex = QuantExplorer(weights, TABLES, draw=False)
     first = ex.summary
@@ -115,7 +116,8 @@ def test_quant_explorer_driven_by_value(weights):
 
 def test_double_quant_explorer_driven_by_value(weights):
     pytest.importorskip("ipywidgets", reason="the widget needs ipywidgets (the notebooks extra)")
-    from minilora.widgets.quant import DoubleQuantExplorer, double_quant_point
+    from minilora.quant import double_quant_point
+    from minilora.widgets.quant import DoubleQuantExplorer
 
     ex = DoubleQuantExplorer(weights, nf4_levels(), draw=False)
     with_dq = ex.summary

@@ -6,7 +6,7 @@ import matplotlib
 import pytest
 import torch
 
-from minilora.delta import decompose, truncation_accuracy, weight_deltas
+from minilora.rank.delta import decompose, truncation_accuracy, weight_deltas
 
 matplotlib.use("Agg")
 pytest.importorskip("ipywidgets", reason="the widget needs ipywidgets (the notebooks extra)")
@@ -20,7 +20,8 @@ from minilora.viz.rank import (  # noqa: E402
     spectra_figure,
     truncation_figure,
 )
-from minilora.widgets.rank import RankExplorer, truncation_summary  # noqa: E402
+from minilora.rank import truncation_summary
+from minilora.widgets.rank import RankExplorer  # noqa: E402
 
 
 @pytest.fixture
@@ -32,12 +33,12 @@ def setup():
 
 def test_truncation_summary_by_hand():
     s = torch.tensor([3.0, 2.0, 1.0, 1.0], dtype=torch.float64)  # energies 9, 4, 1, 1 of 15
-    out = truncation_summary((None, s, None), 2)
+    out = truncation_summary(s, 2)
     assert out["kept_energy"] == pytest.approx(13 / 15)
     assert out["relative_error"] == pytest.approx(math.sqrt(2 / 15))
     assert out["sigma_r"] == 2.0 and out["max_rank"] == 4
-    assert truncation_summary((None, s, None), 9)["r"] == 4  # clipped
-    assert math.isnan(truncation_summary((None, s, None), 0)["sigma_r"])
+    assert truncation_summary(s, 9)["r"] == 4  # clipped
+    assert math.isnan(truncation_summary(s, 0)["sigma_r"])
 
 
 def test_explorer_follows_its_controls(setup):
@@ -52,7 +53,7 @@ def test_explorer_follows_its_controls(setup):
         ex.rank.value = r
         expected = truncation_accuracy(tuned, factors, data, r, [ex.name])
         assert ex.state["accuracy"] == expected and ex.state["n"] == len(data)
-        summary = truncation_summary(factors[ex.name], r)
+        summary = truncation_summary(factors[ex.name][1], r)
         assert ex.state["relative_error"] == pytest.approx(summary["relative_error"])
     assert ex.state["relative_error"] == pytest.approx(0.0, abs=1e-7)  # r = 16 = full rank here
     ex.rank.value = 0

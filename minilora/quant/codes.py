@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import torch
 
+from ..checks import check_int
+
 TINY = 1e-38  # absmax floor before taking 1/c: an all-zero block scales to zeros, not NaN
 
 
 def check_blocksize(blocksize, name: str = "blocksize") -> int:
     """A block size must be an int power of two in 32…4096 (bitsandbytes' range)."""
-    ok = isinstance(blocksize, int) and not isinstance(blocksize, bool)
-    if not (ok and 32 <= blocksize <= 4096 and blocksize & (blocksize - 1) == 0):
+    blocksize = check_int(blocksize, name, 32, 4096, " and a power of two")
+    if blocksize & (blocksize - 1):
         raise ValueError(f"{name} must be a power of two in 32..4096, got {blocksize!r}")
     return blocksize
 

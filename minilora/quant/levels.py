@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
+from ..checks import check_int
+
 NF4_OFFSET = 0.9677083  # δ = 1 − ½(1/32 + 1/30), see normal_float_levels
 
 
 def _check_bits(bits) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise ValueError(f"bits must be an int in 2..8, got {bits!r}")
-    return bits
+    return check_int(bits, "bits", 2, 8)
 
 
 def _check_offset(offset) -> float:

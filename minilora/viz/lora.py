@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..train import binomial_se as _se
+from ..stats import binomial_se as _se
 
 
 def _ses(accs, n) -> np.ndarray:

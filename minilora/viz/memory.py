@@ -64,7 +64,7 @@ GPU_LINES = (("48 GB GPU", 48e9), ("80 GB GPU", 80e9))
 def memory_stack_figure(stacks: dict, parts=STACK_PARTS, limits=GPU_LINES,
                         title="GPU memory to fine-tune") -> Figure:
     """Horizontal stacked bars in GB (10⁹ bytes), one per entry of ``stacks`` (label → parts
-    dict, e.g. ``minilora.memory_estimate.finetune_memory``), with GPU sizes as lines.
+    dict, e.g. ``minilora.memory.finetune_memory``), with GPU sizes as lines.
     Host memory (paged states) is drawn hatched to the right of the device total."""
     if not stacks:
         raise ValueError("stacks is empty")

@@ -1,7 +1,8 @@
 """Figures for notebooks 04 (NF4) and 05 (double quantisation).
 
 Pure functions: tensors / measured numbers in, a matplotlib ``Figure`` out. The only
-computation here is presentation (histograms, quantiles of a sample, normalisation).
+computation here is presentation (histograms, quantiles of a sample for a QQ plot); block
+normalisation and per-block errors come from ``minilora.quant``.
 """
 
 from __future__ import annotations
@@ -10,15 +11,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy.stats import norm
 
+from ..quant.analysis import block_errors, block_normalised
+
 
 def _np(x) -> np.ndarray:
     return np.asarray(x.detach().cpu().double() if hasattr(x, "detach") else x, dtype=float)
-
-
-def _block_normalise(w, blocksize):
-    flat = _np(w).reshape(-1)
-    blocks = flat[: flat.size // blocksize * blocksize].reshape(-1, blocksize)
-    return (blocks / np.maximum(np.abs(blocks).max(1, keepdims=True), 1e-38)).reshape(-1)
 
 
 def normality_figure(weights: dict, gaussian_normalised, blocksize: int = 64, max_points: int = 20000,
@@ -34,7 +31,7 @@ def normality_figure(weights: dict, gaussian_normalised, blocksize: int = 64, ma
     rng = np.random.default_rng(seed)
     probs = None
     for label, w in weights.items():
-        ax_h.hist(_block_normalise(w, blocksize), bins=bins, density=True, histtype="step", lw=1.3,
+        ax_h.hist(_np(block_normalised(w, blocksize)), bins=bins, density=True, histtype="step", lw=1.3,
                   label=label)
         x = _np(w).reshape(-1)
         x = rng.choice(x, size=min(max_points, x.size), replace=False)
@@ -119,16 +116,12 @@ def quant_histogram_figure(w, dequantised, levels, blocksize: int, title: str = 
     relative error ‖Ŵ_b − W_b‖/‖W_b‖ of every block, in order."""
     fig = Figure(figsize=(11, 3.6), layout="constrained")
     ax_h, ax_e = fig.subplots(1, 2)
-    ax_h.hist(_block_normalise(w, blocksize), bins=np.linspace(-1, 1, 121), density=True, color="0.6")
+    ax_h.hist(_np(block_normalised(w, blocksize)), bins=np.linspace(-1, 1, 121), density=True, color="0.6")
     for v in _np(levels):
         ax_h.axvline(v, color="tab:red", lw=0.8, alpha=0.7)
     ax_h.set_xlabel(f"x / max|x| (blocks of {blocksize}); red: levels")
     ax_h.set_yscale("log")
-    flat_w, flat_d = _np(w).reshape(-1), _np(dequantised).reshape(-1)
-    n = flat_w.size // blocksize * blocksize
-    bw = flat_w[:n].reshape(-1, blocksize)
-    be = flat_d[:n].reshape(-1, blocksize) - bw
-    per_block = np.linalg.norm(be, axis=1) / np.maximum(np.linalg.norm(bw, axis=1), 1e-30)
+    per_block = _np(block_errors(w, dequantised, blocksize))
     ax_e.plot(per_block, ".", ms=1.5)
     ax_e.axhline(per_block.mean(), color="k", lw=1, label=f"mean {per_block.mean():.4f}")
     ax_e.set_xlabel("block index")

@@ -1,14 +1,16 @@
 """Figures for notebook 01 (intrinsic rank): spectra of ΔW against noise, rank heatmaps,
 accuracy against the truncation rank, and one matrix's spectrum with the rank-r cut.
 
-Pure functions: measured numbers in, a matplotlib ``Figure`` out (nothing is computed here
-that the caller did not measure, except the Eckart–Young error curve from a spectrum).
+Pure functions: measured numbers in, a matplotlib ``Figure`` out (the Eckart–Young error
+curve of a spectrum comes from ``minilora.rank.truncation_error_curve``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from ..rank import truncation_error_curve
 
 
 def _np(x) -> np.ndarray:
@@ -110,8 +112,7 @@ def truncation_figure(sigma, r: int, random_sigma=None, accuracy=None, title="")
     ``accuracy`` (text) is printed in the title when given.
     """
     s = _np(sigma)
-    energy = s ** 2 / (s ** 2).sum()
-    error = np.sqrt(np.clip(1 - np.concatenate([[0.0], np.cumsum(energy)]), 0, None))
+    error = _np(truncation_error_curve(sigma))
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2)
     i = np.arange(1, len(s) + 1)
@@ -126,8 +127,7 @@ def truncation_figure(sigma, r: int, random_sigma=None, accuracy=None, title="")
     left.grid(alpha=0.3)
     right.plot(np.arange(len(error)), error, color="C0", label="ΔW")
     if random_sigma is not None:
-        rs = _np(random_sigma)
-        re = np.sqrt(np.clip(1 - np.concatenate([[0.0], np.cumsum(rs ** 2 / (rs ** 2).sum())]), 0, None))
+        re = _np(truncation_error_curve(random_sigma))
         right.plot(np.arange(len(re)), re, "k--", lw=1, label="random")
     right.plot([r], [error[r]], "o", color="C3", label=f"r = {r}: {error[r]:.3f}")
     right.set_xscale("symlog", linthresh=1)

@@ -1,15 +1,19 @@
-"""Figures for the course tour (notebook 00): the data, the parameter budget, accuracies."""
+"""Figures for the course tour (notebook 00): the data, the parameter budget, accuracies.
+
+Pure functions: measured numbers in, a matplotlib ``Figure`` out (no pyplot state).
+"""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 
-def dataset_figure(snippets_by_domain: dict):
+def dataset_figure(snippets_by_domain: dict) -> Figure:
     """Two panels: rows per domain split into positive / negative / neutral (valence = 0),
     and the histogram of mean human valence per domain (the label cut at 0 drawn in)."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
     domains = list(snippets_by_domain)
     kinds = (("positive", 1, "tab:green"), ("negative", 0, "tab:red"), ("neutral", None, "tab:gray"))
     bottom = np.zeros(len(domains))
@@ -29,15 +33,15 @@ def dataset_figure(snippets_by_domain: dict):
     ax2.set_ylabel("density")
     ax2.set_title("valence per domain")
     ax2.legend()
-    fig.tight_layout()
     return fig
 
 
-def parameter_budget_figure(groups: dict[str, int]):
+def parameter_budget_figure(groups: dict[str, int]) -> Figure:
     """Horizontal bars: parameters per module type, with each group's share of the total."""
     items = [(k, v) for k, v in groups.items() if v]
     total = sum(v for _, v in items)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(items) + 1))
+    fig = Figure(figsize=(8, 0.45 * len(items) + 1), layout="constrained")
+    ax = fig.subplots()
     names = [k for k, _ in items][::-1]
     values = [v for _, v in items][::-1]
     ax.barh(names, values, color="tab:blue")
@@ -47,13 +51,13 @@ def parameter_budget_figure(groups: dict[str, int]):
     ax.set_xlim(right=max(values) * 40)
     ax.set_xlabel("parameters (log scale)")
     ax.set_title(f"where the {total:,} parameters are")
-    fig.tight_layout()
     return fig
 
 
-def accuracy_bars_figure(names, accuracies, errors, chance=None, title="test accuracy"):
+def accuracy_bars_figure(names, accuracies, errors, chance=None, title="test accuracy") -> Figure:
     """Bars of accuracy with ±2 standard-error whiskers (and a dashed chance/majority line)."""
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2.5, 3.6))
+    fig = Figure(figsize=(1.6 * len(names) + 2.5, 3.6), layout="constrained")
+    ax = fig.subplots()
     x = np.arange(len(names))
     ax.bar(x, accuracies, yerr=2 * np.asarray(errors), capsize=6, color="tab:blue", alpha=0.8)
     for xi, a in zip(x, accuracies):
@@ -65,13 +69,13 @@ def accuracy_bars_figure(names, accuracies, errors, chance=None, title="test acc
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy (whiskers: ±2 SE)")
     ax.set_title(title)
-    fig.tight_layout()
     return fig
 
 
-def probe_figure(texts, probs_by_model: dict):
+def probe_figure(texts, probs_by_model: dict) -> Figure:
     """P(positive) for a few sentences under each model (the tour's sentiment probe)."""
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(texts) + 1.2))
+    fig = Figure(figsize=(9, 0.5 * len(texts) + 1.2), layout="constrained")
+    ax = fig.subplots()
     y = np.arange(len(texts))
     h = 0.8 / max(len(probs_by_model), 1)
     for i, (name, probs) in enumerate(probs_by_model.items()):
@@ -83,5 +87,4 @@ def probe_figure(texts, probs_by_model: dict):
     ax.set_xlim(0, 1)
     ax.set_xlabel("P(positive)")
     ax.legend(loc="lower right")
-    fig.tight_layout()
     return fig

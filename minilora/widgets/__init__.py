@@ -1,17 +1,16 @@
-"""ipywidgets panels built on minilora.viz. The logic lives in plain functions that tests
-drive by setting ``.value`` on the controls; every panel also has a static figure.
+"""ipywidgets panels: controls wired to a concept function and a ``minilora.viz`` figure.
 
-One submodule per topic (tour, rank, lora, quant, memory); the panels are re-exported here.
+No computation lives here (docs/architecture.md): each panel calls the idea's package for
+its numbers and ``minilora.viz`` for its figure. Tests drive the panels by setting
+``.value`` on their controls; every panel has a static figure in its notebook as well.
+One module per notebook topic (tour, rank, lora, quant, memory).
 """
 
-from .lora import LoRAExplorer, lora_costs
-from .memory import MemoryExplorer, memory_summary
-from .quant import DoubleQuantExplorer, QuantExplorer, double_quant_point, quant_summary
-from .rank import RankExplorer, truncation_summary
-from .tour import positive_probability, probe_report, sentiment_probe
+from .lora import TARGET_SETS, LoRAExplorer
+from .memory import MemoryExplorer
+from .quant import DoubleQuantExplorer, QuantExplorer
+from .rank import RankExplorer
+from .tour import probe_report, sentiment_probe
 
-__all__ = [
-    "DoubleQuantExplorer", "LoRAExplorer", "MemoryExplorer", "QuantExplorer", "RankExplorer",
-    "double_quant_point", "lora_costs", "memory_summary", "positive_probability", "probe_report",
-    "quant_summary", "sentiment_probe", "truncation_summary",
-]
+__all__ = ["TARGET_SETS", "DoubleQuantExplorer", "LoRAExplorer", "MemoryExplorer", "QuantExplorer",
+           "RankExplorer", "probe_report", "sentiment_probe"]

@@ -2,14 +2,15 @@
 (trainable parameters, AdamW state, adapter file) and, if the notebook trained that
 configuration, the test accuracy it reached, on the accuracy-vs-parameters figure.
 
-The logic is a plain function (``lora_costs``) and a small class whose controls tests drive
-by setting ``.value``; accuracies are never computed here, only looked up in ``runs``.
+The costs come from ``minilora.lora.lora_costs``, the figure from ``minilora.viz``; tests
+drive the controls by setting ``.value``. Accuracies are never computed here, only looked
+up in ``runs``.
 """
 
 from __future__ import annotations
 
-from ..lora import lora_parameter_count
-from ..train import binomial_se
+from ..lora import lora_costs
+from ..stats import binomial_se
 
 # the paper's Table 5 choices: W_o is the attention output projection
 TARGET_SETS = {
@@ -19,22 +20,6 @@ TARGET_SETS = {
     "W_q, W_k, W_v, W_o": ("query", "key", "value", "attention.output.dense"),
 }
 RANKS = (1, 2, 4, 8, 16, 32, 64)
-BYTES_FP32 = 4
-
-
-def lora_costs(model, targets, r: int, head_parameters: int = 0) -> dict:
-    """What LoRA on ``targets`` at rank ``r`` costs, from the model's shapes (LoRA §4.1, §4.2).
-
-    ``lora_parameters = Σ r·(d_in + d_out)``; AdamW keeps two fp32 moments per trained
-    number (``8 bytes × trainable``); the adapter file stores the trained numbers in fp32
-    (``4 bytes × trainable``); ``share`` is trainable / all parameters of the model.
-    """
-    lora = lora_parameter_count(model, targets, r)
-    trainable = lora + head_parameters
-    total = sum(p.numel() for p in model.parameters())
-    return {"lora_parameters": lora, "trainable": trainable,
-            "adamw_state_bytes": 2 * BYTES_FP32 * trainable,  # exp_avg + exp_avg_sq
-            "adapter_bytes": BYTES_FP32 * trainable, "share": trainable / total}
 
 
 class LoRAExplorer:
@@ -92,7 +77,7 @@ class LoRAExplorer:
         if self.draw:
             from IPython.display import display
 
-            from ..viz.lora import budget_figure
+            from ..viz import budget_figure
 
             self.plot.clear_output(wait=True)
             with self.plot:

@@ -1,26 +1,14 @@
 """Notebook 07's memory explorer: pick a LLaMA size, a fine-tuning method, the sequence
 length and batch, gradient checkpointing and paging, and see what sits on the GPU.
 
-The numbers come from ``minilora.memory_estimate.finetune_memory`` (stated formula and
+The numbers come from ``minilora.memory.memory_summary`` (stated formula and
 assumptions); the logic is a plain function, and the panel's controls are driven by tests
 through ``.value``.
 """
 
 from __future__ import annotations
 
-from ..memory_estimate import GB, LLAMA, METHODS, finetune_memory
-
-GPU_SIZES_GB = (24, 48, 80)
-
-
-def memory_summary(model="65B", method="qlora", seq_len=512, batch=1, checkpointing=True,
-                   paged=False) -> dict:
-    """Parts in GB, the device total, host-held states and the smallest GPU (24/48/80 GB) it fits."""
-    est = finetune_memory(model, method, seq_len=seq_len, batch=batch, checkpointing=checkpointing,
-                          paged=paged)
-    fits = next((g for g in GPU_SIZES_GB if est["total"] <= g * GB), None)
-    return {**est, "total_gb": est["total"] / GB, "host_gb": est["host (paged states)"] / GB,
-            "fits_gb": fits}
+from ..memory import LLAMA, METHODS, memory_summary
 
 
 class MemoryExplorer:
@@ -61,7 +49,7 @@ class MemoryExplorer:
         if self.draw:
             from IPython.display import display
 
-            from ..viz.memory import memory_stack_figure
+            from ..viz import memory_stack_figure
 
             self.plot.clear_output(wait=True)
             with self.plot:

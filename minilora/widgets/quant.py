@@ -5,44 +5,16 @@
 * ``DoubleQuantExplorer``: pick the first- and second-level blocksizes and the 8-bit table
   for the constants → stored bits/param against weight error, on the curve of all choices.
 
-Logic lives in plain functions (``quant_summary``, ``double_quant_point``); tests drive the
-panels by setting ``.value`` on the controls and reading ``.summary``.
+The numbers come from ``minilora.quant`` (``quant_summary``, ``double_quant_point``) and the
+figures from ``minilora.viz``; this file only wires controls to them. Tests drive the panels
+by setting ``.value`` on the controls and reading ``.summary``.
 """
 
 from __future__ import annotations
 
-from ..quant.analysis import weight_error
-from ..quant.blockwise import dequantize, quantize_blockwise
+from ..quant import dequantize, double_quant_point, quant_summary, quantize_blockwise
 
 BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
-
-
-def quant_summary(w, levels, blocksize: int) -> dict:
-    """Error and storage of one matrix in one data type: ``rel``, ``mse``, ``max_abs``,
-    ``bits`` (measured), ``blocks``."""
-    out = weight_error(w, levels, blocksize)
-    out["blocks"] = -(-w.numel() // blocksize)
-    return out
-
-
-def double_quant_point(weights: dict, levels, blocksize: int, double_blocksize: int | None,
-                       double_levels: str = "dynamic") -> dict:
-    """Bits/param and error over all ``weights`` for one configuration (QLoRA §3).
-
-    ``double_blocksize=None``: float32 constants (no double quantisation). ``rel`` is
-    ``sqrt(Σ‖Ŵ − W‖²_F / Σ‖W‖²_F)`` over every matrix; ``bits`` = 8·Σbytes / Σparams.
-    """
-    err2 = norm2 = 0.0
-    nbytes = params = 0
-    kw = {} if double_blocksize is None else dict(double_quant=True, double_blocksize=double_blocksize,
-                                                  double_levels=double_levels)
-    for w in weights.values():
-        w = w.detach().float()
-        q = quantize_blockwise(w, levels, blocksize, **kw)
-        err2 += float((dequantize(q) - w).pow(2).sum())
-        norm2 += float(w.pow(2).sum())
-        nbytes, params = nbytes + q.nbytes, params + w.numel()
-    return {"bits": 8.0 * nbytes / params, "rel": (err2 / norm2) ** 0.5, "bytes": nbytes, "params": params}
 
 
 class QuantExplorer:
@@ -67,7 +39,7 @@ class QuantExplorer:
         self.update()
 
     def figure(self):
-        from ..viz.quant import quant_histogram_figure
+        from ..viz import quant_histogram_figure
 
         w, levels = self.weights[self.matrix.value], self.tables[self.dtype.value]
         q = quantize_blockwise(w.detach(), levels, self.blocksize.value)
@@ -125,7 +97,7 @@ class DoubleQuantExplorer:
         if self.draw:
             from IPython.display import display
 
-            from ..viz.quant import bits_error_figure
+            from ..viz import bits_error_figure
 
             self.out.clear_output(wait=True)
             with self.out:

@@ -2,36 +2,24 @@
 of that ΔW with the cut, the reconstruction error ‖ΔW − ΔW_r‖_F/‖ΔW‖_F (Eckart–Young), and
 the test accuracy with the truncation applied to that matrix only or to all of them.
 
-The logic is plain functions and a small class whose controls tests drive by setting
-``.value``; accuracies are measured on demand on the data given (a test subset keeps it
-interactive) and memoised, and precomputed full-test numbers can be passed in ``known``.
+The numbers come from ``minilora.rank`` (``truncation_summary``, ``truncation_accuracy``),
+the figure from ``minilora.viz``; tests drive the controls by setting ``.value``. Accuracies
+are measured on demand on the data given (a test subset keeps it interactive) and
+memoised; precomputed full-test numbers can be passed in ``known``.
 """
 
 from __future__ import annotations
 
-import math
-
-from ..delta import matrix_label, truncation_accuracy
-from ..train import binomial_se
+from ..rank import matrix_label, truncation_accuracy, truncation_summary
+from ..stats import binomial_se
 
 SCOPES = (("this matrix only", "one"), ("all matrices", "all"))
-
-
-def truncation_summary(factors, r: int) -> dict:
-    """Rank-r truncation of one ΔW from its SVD factors: kept energy Σ_{i≤r}σ²/Σσ², relative error, σ_r."""
-    s = factors[1]
-    r = min(int(r), len(s))
-    total = float((s ** 2).sum())
-    kept = float((s[:r] ** 2).sum()) / total if total else 1.0
-    # ‖ΔW − ΔW_r‖_F / ‖ΔW‖_F = sqrt(1 − kept energy)
-    return {"r": r, "kept_energy": kept, "relative_error": math.sqrt(max(1.0 - kept, 0.0)),
-            "sigma_r": float(s[r - 1]) if r else math.nan, "max_rank": len(s)}
 
 
 class RankExplorer:
     """Layer and matrix dropdowns, a rank slider and a scope toggle over the SVDs of ΔW.
 
-    ``model`` holds the fine-tuned weights the ``factors`` (``minilora.delta.decompose``)
+    ``model`` holds the fine-tuned weights the ``factors`` (``minilora.rank.decompose``)
     belong to; ``data`` (Encoded) is what accuracies are measured on; ``known`` maps
     ``("all", r)`` or ``("one", name, r)`` to a precomputed ``(accuracy, n)``;
     ``random_spectra`` maps a matrix type to the spectrum of noise of the same shape and norm.
@@ -42,7 +30,7 @@ class RankExplorer:
         import ipywidgets as w
 
         if not factors:
-            raise ValueError("factors is empty: pass minilora.delta.decompose(weight_deltas(...))")
+            raise ValueError("factors is empty: pass minilora.rank.decompose(weight_deltas(...))")
         self.model, self.factors, self.data = model, factors, data
         self.random_spectra = random_spectra or {}
         self.names = {matrix_label(n): n for n in factors}
@@ -87,7 +75,7 @@ class RankExplorer:
     def update(self) -> dict:
         """Recompute the state for the current controls, refresh the text and the figure."""
         factors = self.factors[self.name]
-        self.state = dict(truncation_summary(factors, self.rank.value), name=self.name,
+        self.state = dict(truncation_summary(factors[1], self.rank.value), name=self.name,
                           scope=self.scope.value)
         acc, n = self.accuracy()
         self.state.update(accuracy=acc, n=n, se=binomial_se(acc, n))
@@ -104,7 +92,7 @@ class RankExplorer:
     def _redraw(self, factors, accuracy_text):
         from IPython.display import display
 
-        from ..viz.rank import truncation_figure
+        from ..viz import truncation_figure
 
         fig = truncation_figure(factors[1], self.state["r"], self.random_spectra.get(self.matrix.value),
                                 accuracy=accuracy_text,

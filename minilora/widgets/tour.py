@@ -1,24 +1,12 @@
-"""The tour's sentiment probe: type a sentence, see P(positive) under each model."""
+"""The tour's sentiment probe: type a sentence, see P(positive) under each model.
+
+The probability comes from ``minilora.train.positive_probability``; this file only wires a
+text box to it.
+"""
 
 from __future__ import annotations
 
-import torch
-
-
-@torch.no_grad()
-def positive_probability(model, tokenizer, texts, max_length=64) -> list[float]:
-    """softmax(logits)[:, 1] for each text: the model's probability of a positive label."""
-    if isinstance(texts, str):
-        texts = [texts]
-    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-        raise ValueError("texts must be non-empty strings")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    probs = model(**{k: v.to(device) for k, v in enc.items()}).logits.float().softmax(-1)[:, 1]
-    model.train(was_training)
-    return probs.cpu().tolist()
+from ..train import positive_probability
 
 
 def probe_report(models: dict, tokenizer, text: str) -> str:

@@ -1,6 +1,8 @@
 """Save and load LoRA adapters in peft's folder format, so either library reads the other's.
 
-A folder holds two files, each written atomically (temp file + ``os.replace``):
+A folder holds two files, written as one unit (``minilora.files.atomic_folder``: both are
+written into a temp folder that then replaces the old one, so a reader never sees new
+weights with an old config):
 
 * ``adapter_model.safetensors``: ``base_model.model.<module>.lora_A.weight`` (r × d_in),
   ``base_model.model.<module>.lora_B.weight`` (d_out × r) per adapted layer, plus the full
@@ -17,13 +19,15 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..files import atomic_folder
+from .inject import lora_layers, match_modules, replace_module
+from .layer import LoRALinear, lora_scaling
 
 PREFIX = "base_model.model."
 CONFIG_NAME = "adapter_config.json"
@@ -38,28 +42,15 @@ def _safetensors():
     return st
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temp file next to ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _most_common(values):
     return collections.Counter(values).most_common(1)[0][0]
 
 
 def _extra_modules(model, extra) -> list[str]:
-    from .lora import _check_targets, _name_matches
-
-    extra = _check_targets(() if extra is None else extra, "extra")
-    names = [n for n, _ in model.named_modules() if n and extra and _name_matches(n, extra)]
-    return [n for n in names if not any(n.startswith(o + ".") for o in names)]  # outermost only
+    """Outermost modules matching ``extra`` (peft's modules_to_save); none for ``()``/None."""
+    if not extra:
+        return []
+    return [n for n, _ in match_modules(model, extra, "extra", outermost=True)]
 
 
 def save_adapter(model: nn.Module, path, extra=("classifier",), base_model_name_or_path=None) -> Path:
@@ -68,15 +59,10 @@ def save_adapter(model: nn.Module, path, extra=("classifier",), base_model_name_
     ``peft.PeftModel.from_pretrained(base, path)`` loads it with identical outputs. Works
     on merged models too (A and B are kept). Returns the folder path.
     """
-    from .lora import lora_layers
-
     layers = lora_layers(model)
     if not layers:
         raise ValueError("model has no LoRALinear layer: nothing to save (call apply_lora first)")
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"path must be a folder, {path} is a file")
-    path.mkdir(parents=True, exist_ok=True)
     extras = _extra_modules(model, extra)
     tensors = {}
     for name, layer in layers.items():
@@ -117,8 +103,9 @@ def save_adapter(model: nn.Module, path, extra=("classifier",), base_model_name_
         "inference_mode": True,
     }
     st = _safetensors()
-    _atomic_write(path / WEIGHTS_NAME, lambda tmp: st.save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(path / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    with atomic_folder(path) as tmp:
+        st.save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return path
 
 
@@ -155,8 +142,6 @@ def load_adapter(model: nn.Module, path) -> list[str]:
     anything is changed: a model that does not fit raises ValueError naming each
     mismatched key (missing module, wrong shape, LoRA layer absent from the adapter).
     """
-    from .lora import LoRALinear, lora_layers, lora_scaling
-
     config, tensors = read_adapter(path)
     pairs, others = {}, {}
     for key, t in tensors.items():
@@ -208,8 +193,7 @@ def load_adapter(model: nn.Module, path) -> list[str]:
             if not isinstance(layer, LoRALinear):
                 layer = LoRALinear(layer, r=ab["A"].shape[0], alpha=alpha,
                                    dropout=config.get("lora_dropout", 0.0), init=init, rslora=rslora)
-                parent, _, child = name.rpartition(".")
-                setattr(model.get_submodule(parent) if parent else model, child, layer)
+                replace_module(model, name, layer)
             was_merged = layer.merged
             layer.unmerge()
             layer.lora_A.copy_(ab["A"])

@@ -16,10 +16,10 @@ no run recorded they say so instead of showing numbers.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from ..files import write_text_atomic
 
 START, END = "<!-- gpu-check:start -->", "<!-- gpu-check:end -->"
 JSON_TAG = "<!-- gpu-check-json: "
@@ -64,14 +64,7 @@ def write_record(path, record: dict) -> None:
     """Replace the record block of the page at ``path`` (atomically: temp file + os.replace)."""
     path = Path(path)
     before, _, after = _split(path.read_text(encoding="utf-8"))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(before + format_record(record) + after)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_text_atomic(path, before + format_record(record) + after)
 
 
 def parse_record(text: str) -> dict | None:
@@ -83,7 +76,7 @@ def parse_record(text: str) -> dict | None:
 
 def default_record_path() -> Path:
     """``docs/gpu.md`` of the source tree minilora was imported from."""
-    return Path(__file__).resolve().parent.parent / "docs" / "gpu.md"
+    return Path(__file__).resolve().parents[2] / "docs" / "gpu.md"
 
 
 def read_record(path=None) -> dict | None:

@@ -27,8 +27,9 @@ import weakref
 import numpy as np
 import torch
 
-from .adamw import STATE_KEYS, AdamW
-from .cuda_runtime import CudaRuntime, load_runtime, runtime_or_reason
+from ..adamw import STATE_KEYS, AdamW, state_bytes
+from ..checks import check_int
+from .cuda import CudaRuntime, load_runtime, runtime_or_reason
 
 MIN_PAGED_NUMEL = 100_000  # bitsandbytes pages a state only from 1e5 elements on; so do we
 
@@ -43,9 +44,8 @@ class ManagedAllocation:
     """
 
     def __init__(self, runtime: CudaRuntime, nbytes: int, device: int = 0):
-        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes < 0:
-            raise ValueError(f"nbytes must be an int >= 0, got {nbytes!r}")
-        free, total = runtime.mem_get_info()
+        nbytes = check_int(nbytes, "nbytes", 0)
+        free, total = torch.cuda.mem_get_info(device)
         # never oversubscribe: asking for more managed memory than is free can hang a GPU
         if nbytes > free:
             raise MemoryError(f"refusing to allocate {nbytes / 2**20:.1f} MiB of managed memory: only "
@@ -73,9 +73,7 @@ class ManagedAllocation:
 
 def _check_shape(shape) -> tuple[int, ...]:
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-        raise ValueError(f"shape must be ints >= 0, got {shape!r}")
-    return shape
+    return tuple(check_int(s, f"shape[{i}]", 0) for i, s in enumerate(shape))
 
 
 def managed_empty(shape, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -206,8 +204,7 @@ class PagedAdamW(AdamW):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
                  min_paged_numel=MIN_PAGED_NUMEL, paged=True, foreach=None):
-        if not isinstance(min_paged_numel, int) or isinstance(min_paged_numel, bool) or min_paged_numel < 0:
-            raise ValueError(f"min_paged_numel must be an int >= 0, got {min_paged_numel!r}")
+        min_paged_numel = check_int(min_paged_numel, "min_paged_numel", 0)
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
         self.min_paged_numel = min_paged_numel
         self.pages = PageManager()
@@ -255,8 +252,7 @@ class PagedAdamW(AdamW):
 
     def state_bytes(self) -> int:
         """Bytes of all ``exp_avg``/``exp_avg_sq`` tensors, paged or not."""
-        return sum(s[k].numel() * s[k].element_size()
-                   for s in self.state.values() for k in STATE_KEYS if k in s)
+        return state_bytes(self)
 
     def load_state_dict(self, state_dict: dict) -> None:
         """torch's loader (which casts states to each parameter's device and dtype), then the

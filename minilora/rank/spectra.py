@@ -11,6 +11,8 @@ any 2-D matrix (a ``torch.Tensor`` or a NumPy array), via its singular value dec
     …_of_spectrum(σ)                the same two from singular values already computed
     truncate(W, r)                  best rank-r approximation          (Eckart–Young)
     truncation_error(W, r)          ‖W − W_r‖_F / ‖W‖_F = sqrt(Σ_{i>r} σ_i² / Σσ²)
+    truncation_error_curve(σ)       that error for every r = 0 … len(σ), from a spectrum
+    truncation_summary(σ, r)        kept energy, error and σ_r of one cut (notebook 01's explorer)
     singular_vectors(W, side)       U (left) or V (right), orthonormal columns
     subspace_similarity(U1, U2, i, j)        LoRA eq. 4
     subspace_similarity_grid(U1, U2, I, J)   eq. 4 for every i ≤ I, j ≤ J (LoRA Fig. 3)
@@ -31,6 +33,8 @@ import math
 import numpy as np
 import torch
 
+from ..checks import check_int
+
 
 def as_matrix(W, name="W") -> torch.Tensor:
     """``W`` as a float64 CPU tensor, after checking it is a finite, non-empty 2-D matrix."""
@@ -50,18 +54,9 @@ def as_matrix(W, name="W") -> torch.Tensor:
     return W
 
 
-def _check_int(value, name: str, low: int, high: int, why="") -> int:
-    """``value`` as an int in [low, high]; TypeError/ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}]{why}, got {value}")
-    return int(value)
-
-
 def _check_rank(r, W: torch.Tensor, name="r", low=0) -> int:
     """``r`` as an int in [low, min(W.shape)]."""
-    return _check_int(r, name, low, min(W.shape), f" for a {tuple(W.shape)} matrix")
+    return check_int(r, name, low, min(W.shape), f" for a {tuple(W.shape)} matrix")
 
 
 def _like(out: torch.Tensor, W) -> torch.Tensor:
@@ -159,6 +154,18 @@ def truncate(W, r) -> torch.Tensor:
     return _like((U[:, :r] * s[:r]) @ Vh[:r], W)
 
 
+def truncation_error_curve(sigma) -> torch.Tensor:
+    """``e_r = ‖W − W_r‖_F / ‖W‖_F = sqrt(Σ_{i>r} σ_i² / Σ σ_i²)`` for r = 0 … k (float64, k + 1
+    values) from singular values already computed (Eckart–Young). All zeros for a zero matrix."""
+    energy = as_spectrum(sigma) ** 2
+    total = float(energy.sum())
+    if total == 0:
+        return torch.zeros(energy.numel() + 1, dtype=torch.float64)
+    # Σ_{i>r} σ_i², summed from the smallest σ up (no cancellation for small tails)
+    tail_energy = torch.cat([energy.flip(0).cumsum(0).flip(0), energy.new_zeros(1)])
+    return (tail_energy / total).sqrt()
+
+
 def truncation_error(W, r) -> float:
     """Relative error of the best rank-r approximation, ``‖W − W_r‖_F / ‖W‖_F = sqrt(Σ_{i>r} σ_i² / Σ σ_i²)``.
 
@@ -166,9 +173,18 @@ def truncation_error(W, r) -> float:
     """
     M = as_matrix(W)
     r = _check_rank(r, M)
-    energy = torch.linalg.svdvals(M) ** 2
-    total = float(energy.sum())
-    return 0.0 if total == 0 else math.sqrt(max(float(energy[r:].sum()), 0.0) / total)
+    return float(truncation_error_curve(torch.linalg.svdvals(M))[r])
+
+
+def truncation_summary(sigma, r: int) -> dict:
+    """One rank-r cut of a matrix with singular values ``sigma``: ``r`` (clipped to len(σ)),
+    ``kept_energy`` = Σ_{i≤r}σ²/Σσ², ``relative_error`` = sqrt(1 − kept) (Eckart–Young),
+    ``sigma_r`` (NaN at r = 0) and ``max_rank``."""
+    s = as_spectrum(sigma)
+    r = min(check_int(r, "r", 0), s.numel())
+    error = float(truncation_error_curve(s)[r])
+    return {"r": r, "kept_energy": 1.0 - error ** 2, "relative_error": error,
+            "sigma_r": float(s[r - 1]) if r else math.nan, "max_rank": s.numel()}
 
 
 def singular_vectors(W, side="left", r=None) -> torch.Tensor:
@@ -204,8 +220,8 @@ def _check_pair(U1, U2, i, j):
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"U1 and U2 must have the same number of rows (the ambient dimension d), "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
-    i = _check_int(i, "i", 1, a.shape[1], f" (U1 has {a.shape[1]} columns)")
-    j = _check_int(j, "j", 1, b.shape[1], f" (U2 has {b.shape[1]} columns)")
+    i = check_int(i, "i", 1, a.shape[1], f" (U1 has {a.shape[1]} columns)")
+    j = check_int(j, "j", 1, b.shape[1], f" (U2 has {b.shape[1]} columns)")
     return _check_orthonormal(a, "U1", i), _check_orthonormal(b, "U2", j), i, j
 
 
@@ -276,6 +292,6 @@ def random_like(W, seed=0) -> torch.Tensor:
     values fall off slowly (Marchenko–Pastur); a structured update falls off faster.
     """
     M = as_matrix(W)
-    seed = _check_int(seed, "seed", 0, 2**63 - 1)
+    seed = check_int(seed, "seed", 0, 2**63 - 1)
     G = torch.randn(M.shape, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
     return _like(G * (torch.linalg.matrix_norm(M) / torch.linalg.matrix_norm(G)), W)

@@ -15,7 +15,7 @@ update, so the forward/backward peak falls by S. Everything here is *measured*: 
 excluded), g_i from ``.grad`` after a real backward, S from a real AdamW step with lr = 0
 (which leaves the weights bit-for-bit unchanged). Not counted: transient buffers inside
 an op and the gradient flowing between blocks. The paper-scale estimator is in
-``minilora.memory_estimate``.
+``minilora.memory.estimate``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .adamw import AdamW
+from ..adamw import AdamW, state_bytes
 
 PARTS = ("weights", "optimizer states", "gradients", "activations", "update temporaries")
 
@@ -42,12 +42,10 @@ def storage_bytes(tensors) -> int:
 def model_bytes(model: nn.Module, optimizer=None) -> dict:
     """Measured bytes: all weights, trainable weights, present ``.grad``s, optimizer state tensors."""
     params = list(model.parameters())
-    states = [v for s in (optimizer.state.values() if optimizer is not None else ()) for v in s.values()
-              if isinstance(v, torch.Tensor) and v.dim() > 0]
     return {"weights": storage_bytes(params),
             "trainable": storage_bytes(p for p in params if p.requires_grad),
             "gradients": storage_bytes(p.grad for p in params),
-            "optimizer states": storage_bytes(states)}
+            "optimizer states": 0 if optimizer is None else state_bytes(optimizer)}
 
 
 def default_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:

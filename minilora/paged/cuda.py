@@ -9,7 +9,8 @@ context as torch's tensors. Every call's return code is checked: anything but
 Calls (CUDA Runtime API, "Unified Memory" / "Memory Management" sections):
 ``cudaMallocManaged``, ``cudaFree``, ``cudaMemPrefetchAsync`` (CUDA <= 12: destination is a
 device ordinal, host = ``cudaCpuDeviceId`` = -1; CUDA >= 13: a ``cudaMemLocation`` struct plus
-flags), ``cudaMemGetInfo``, ``cudaDeviceGetAttribute``, ``cudaRuntimeGetVersion``.
+flags), ``cudaDeviceGetAttribute``, ``cudaRuntimeGetVersion``. What torch already offers
+(``torch.cuda.mem_get_info``, ``torch.cuda.synchronize``) is used from torch.
 """
 
 from __future__ import annotations
@@ -95,12 +96,9 @@ class CudaRuntime:
         sig = {
             "cudaGetErrorName": (c.c_char_p, [c.c_int]),
             "cudaRuntimeGetVersion": (c.c_int, [c.POINTER(c.c_int)]),
-            "cudaGetDevice": (c.c_int, [c.POINTER(c.c_int)]),
             "cudaMallocManaged": (c.c_int, [c.POINTER(c.c_void_p), c.c_size_t, c.c_uint]),
             "cudaFree": (c.c_int, [c.c_void_p]),
-            "cudaMemGetInfo": (c.c_int, [c.POINTER(c.c_size_t), c.POINTER(c.c_size_t)]),
             "cudaDeviceGetAttribute": (c.c_int, [c.POINTER(c.c_int), c.c_int, c.c_int]),
-            "cudaDeviceSynchronize": (c.c_int, []),
         }
         for name, (restype, argtypes) in sig.items():
             fn = getattr(self.lib, name)
@@ -123,20 +121,10 @@ class CudaRuntime:
         self.check(getattr(self.lib, name)(ctypes.byref(value), *args), name)
         return value.value
 
-    def current_device(self) -> int:
-        """``cudaGetDevice``: the device ordinal this thread allocates on."""
-        return self._out_int("cudaGetDevice")
-
     def concurrent_managed_access(self, device: int) -> bool:
         """``cudaDevAttrConcurrentManagedAccess``: can the GPU and CPU share managed pages at
         once (needed for prefetching; 0 on Windows/WSL and pre-Pascal GPUs)."""
         return bool(self._out_int("cudaDeviceGetAttribute", ATTR_CONCURRENT_MANAGED_ACCESS, device))
-
-    def mem_get_info(self) -> tuple[int, int]:
-        """``cudaMemGetInfo``: (free, total) bytes of the current device."""
-        free, total = ctypes.c_size_t(), ctypes.c_size_t()
-        self.check(self.lib.cudaMemGetInfo(ctypes.byref(free), ctypes.byref(total)), "cudaMemGetInfo")
-        return free.value, total.value
 
     def malloc_managed(self, nbytes: int) -> int:
         """``cudaMallocManaged(&ptr, nbytes, cudaMemAttachGlobal)``; returns the address."""
@@ -150,10 +138,6 @@ class CudaRuntime:
     def free(self, ptr: int) -> None:
         """``cudaFree(ptr)`` (implicitly synchronises the device)."""
         self.check(self.lib.cudaFree(ctypes.c_void_p(ptr)), f"cudaFree({ptr:#x})")
-
-    def synchronize(self) -> None:
-        """``cudaDeviceSynchronize``: wait for every queued kernel and migration."""
-        self.check(self.lib.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
 
     def prefetch(self, ptr: int, nbytes: int, device: int, stream: int = 0) -> None:
         """``cudaMemPrefetchAsync`` of ``[ptr, ptr + nbytes)`` to ``device`` (-1 = the host), queued

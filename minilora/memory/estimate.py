@@ -15,17 +15,21 @@ an explicit formula (bytes per parameter × parameters counted from the architec
 Assumptions (stated, not hidden): no fp32 master copy of the weights (mixed precision with
 one would add 4 bytes per parameter: > 1 TB for 65B); LoRA r = 64 on every linear layer of
 every block, as QLoRA trains; Adam states fp32; 1 GB = 10⁹ bytes. The measured MiniLM
-numbers (minilora.memory) check the same bookkeeping at small scale.
+numbers (minilora.memory.measured) check the same bookkeeping at small scale.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..adamw import ADAMW_STATE_BYTES_PER_PARAMETER
+from ..checks import check_int
+
 GB = 1e9
 METHODS = ("full", "lora", "qlora")
 NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 constant per 256 blocks
-ADAM_STATE_BYTES = 8  # m and v in fp32
+ADAM_STATE_BYTES = ADAMW_STATE_BYTES_PER_PARAMETER  # m and v in fp32
+GPU_SIZES_GB = (24, 48, 80)
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,7 @@ def finetune_memory(shape: LlamaShape | str, method="qlora", seq_len=512, batch=
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     for name, v in (("seq_len", seq_len), ("batch", batch), ("r", r)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        check_int(v, name, 1)
     n = shape.parameter_counts()
     trainable = n["total"] if method == "full" else shape.lora_parameters(r)
     if method == "qlora":
@@ -112,3 +115,14 @@ def paper_claims(seq_len=512, batch=1) -> dict:
     qlora = finetune_memory("65B", "qlora", seq_len, batch)["total"] / GB
     return {"full_16bit_gb": full, "qlora_gb": qlora, "claim_full_gb": 780, "claim_qlora_gb": 48,
             "full_exceeds_780": full > 780, "qlora_below_48": qlora < 48}
+
+
+def memory_summary(model="65B", method="qlora", seq_len=512, batch=1, checkpointing=True,
+                   paged=False) -> dict:
+    """``finetune_memory`` plus GB totals and the smallest GPU of ``GPU_SIZES_GB`` it fits
+    (``fits_gb``; None when none does): what notebook 06's memory calculator shows."""
+    est = finetune_memory(model, method, seq_len=seq_len, batch=batch, checkpointing=checkpointing,
+                          paged=paged)
+    fits = next((g for g in GPU_SIZES_GB if est["total"] <= g * GB), None)
+    return {**est, "total_gb": est["total"] / GB, "host_gb": est["host (paged states)"] / GB,
+            "fits_gb": fits}

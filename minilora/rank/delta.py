@@ -19,8 +19,9 @@ import re
 
 import torch
 
-from .rank import as_matrix
-from .train import evaluate
+from ..checks import check_int
+from ..train import evaluate
+from .spectra import as_matrix
 
 # matrix type -> module path inside ``encoder.layer.{i}.``
 MATRIX_TYPES = {
@@ -86,8 +87,7 @@ def decompose(deltas: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch
 def tail(factors, r: int) -> torch.Tensor:
     """``ΔW − trunc_r(ΔW) = Σ_{i>r} σ_i u_i v_iᵀ`` from the SVD factors (float64)."""
     U, s, Vh = factors
-    if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= len(s):
-        raise ValueError(f"r must be an int in [0, {len(s)}], got {r!r}")
+    r = check_int(r, "r", 0, len(s))
     return (U[:, r:] * s[r:]) @ Vh[r:]
 
 
@@ -104,8 +104,8 @@ def truncated_update(model, factors: dict, r, names=None):
     missing = [n for n in names if n not in factors]
     if missing:
         raise ValueError(f"names not in factors: {missing[:5]}")
-    if not (r is None or r == "full" or (isinstance(r, int) and not isinstance(r, bool) and r >= 0)):
-        raise ValueError(f"r must be an int >= 0, None or 'full', got {r!r}")
+    if not (r is None or r == "full"):
+        check_int(r, "r", 0, why=", None or 'full'")
     modules = dict(model.named_modules())
     saved = {}
     try:

@@ -1,0 +1,127 @@
+"""LoRA: a frozen linear layer plus a trainable low-rank update (Hu et al., 2021, §4.1).
+
+    h = W0 x + (α/r) · B A x          W0: d_out × d_in (frozen), A: r × d_in, B: d_out × r
+
+A starts random (``kaiming_uniform_(a=√5)`` as in peft/loralib, or Gaussian as the paper
+words it) and B starts at zero, so at step 0 the model is exactly the pretrained one.
+Only A and B (r·(d_in + d_out) numbers per layer) are trained. After training the update
+folds into the weight, ``W ← W0 + (α/r)·B A`` (merge), so inference costs nothing extra.
+
+This file is the layer; ``inject.py`` puts layers into a model and ``peft_format.py``
+saves and loads them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checks import check_choice, check_int, check_number
+
+INITS = ("kaiming", "gaussian")
+
+
+def check_lora_args(r, alpha, dropout=0.0, init="kaiming", max_r=None) -> None:
+    """Raise naming the first bad argument: r an int in 1..max_r, α finite, dropout in [0, 1)."""
+    check_int(r, "r", 1, max_r, "" if max_r is None else " (min(d_in, d_out) of the layer)")
+    check_number(alpha, "alpha")
+    check_number(dropout, "dropout", 0.0, 1.0, high_open=True)
+    check_choice(init, "init", INITS)
+
+
+def lora_scaling(alpha, r: int, rslora: bool = False) -> float:
+    """The factor in front of B A: ``α/r`` (LoRA §4.1), or ``α/√r`` with rsLoRA (Kalajdzievski, 2023)."""
+    check_lora_args(r, alpha)
+    # γ_r = α/r  (LoRA)   or   α/√r  (rank-stabilised LoRA)
+    return alpha / math.sqrt(r) if rslora else alpha / r
+
+
+class LoRALinear(nn.Module):
+    """``h = W0 x + (α/r) B A dropout(x)`` around a frozen ``nn.Linear`` (LoRA §4.1).
+
+    ``base`` is kept as ``.base_layer`` with ``requires_grad=False`` and is not modified
+    until ``merge()``. ``lora_A`` is r × d_in, ``lora_B`` is d_out × r (peft's layout).
+    ``init="kaiming"``: A ~ kaiming_uniform_(a=√5), B = 0 (peft, loralib);
+    ``init="gaussian"``: A ~ N(0, 1/r²), B = 0 (peft's "gaussian"). Dropout acts on the
+    adapter's input only; the frozen path always sees the clean ``x``.
+    """
+
+    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 8.0, dropout: float = 0.0,
+                 init: str = "kaiming", rslora: bool = False):
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise TypeError(f"base must be a torch.nn.Linear, got {type(base).__name__}")
+        d_out, d_in = base.weight.shape
+        check_lora_args(r, alpha, dropout, init, max_r=min(d_in, d_out))
+        self.scaling = lora_scaling(alpha, r, rslora)
+        self.r, self.alpha, self.rslora, self.init = r, float(alpha), bool(rslora), init
+        self.base_layer = base
+        base.weight.requires_grad_(False)
+        if base.bias is not None:
+            base.bias.requires_grad_(False)
+        kw = dict(device=base.weight.device, dtype=base.weight.dtype)
+        self.lora_A = nn.Parameter(torch.empty(r, d_in, **kw))
+        self.lora_B = nn.Parameter(torch.zeros(d_out, r, **kw))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self.reset_lora_parameters()
+
+    linear_like = True  # stands in for an nn.Linear (minilora.lora.inject.is_linear_like)
+
+    # the wrapped layer's attributes, so code that reads them keeps working
+    in_features = property(lambda self: self.base_layer.in_features)
+    out_features = property(lambda self: self.base_layer.out_features)
+    weight = property(lambda self: self.base_layer.weight)
+    bias = property(lambda self: self.base_layer.bias)
+
+    @torch.no_grad()
+    def reset_lora_parameters(self) -> None:
+        """A random, B = 0: the adapter starts as an exact no-op (LoRA §4.1)."""
+        if self.merged:
+            raise RuntimeError("unmerge() before re-initialising a merged adapter")
+        if self.init == "kaiming":
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # U(-1/√d_in, 1/√d_in)
+        else:
+            nn.init.normal_(self.lora_A, std=1 / self.r)
+        nn.init.zeros_(self.lora_B)
+
+    def delta_weight(self) -> torch.Tensor:
+        """ΔW = (α/r) · B A, the d_out × d_in update the adapter stands for."""
+        return (self.lora_B @ self.lora_A) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base_layer(x)  # W0 x + b
+        if self.merged:
+            return out  # W already holds W0 + ΔW
+        # + (α/r) · B (A dropout(x)); the scale is applied on the r-wide activation (cheapest)
+        return out + F.linear(F.linear(self.dropout(x), self.lora_A) * self.scaling, self.lora_B)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the adapter into the frozen weight, ``W ← W0 + (α/r)·B A`` (LoRA §4.1).
+
+        Idempotent: merging a merged layer does nothing. A non-finite ΔW is refused with a
+        ValueError (it would corrupt the weight irreversibly).
+        """
+        if self.merged:
+            return
+        delta = self.delta_weight()
+        if not torch.isfinite(delta).all():
+            raise ValueError("refusing to merge: the LoRA update (α/r)·B A has non-finite entries")
+        self.base_layer.weight += delta.to(self.base_layer.weight.dtype)
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Undo ``merge()``: ``W ← W − (α/r)·B A`` (exact up to float rounding); idempotent."""
+        if not self.merged:
+            return
+        self.base_layer.weight -= self.delta_weight().to(self.base_layer.weight.dtype)
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, "
+                f"alpha={self.alpha:g}, scaling={self.scaling:.4g}, merged={self.merged}")
