@@ -6,10 +6,10 @@ Rows (shape d×d, a batch of tokens × d input that requires grad, as inside a n
 * train step (forward + backward): minilora LoRALinear (unmerged), peft ``lora.Linear``,
   and a trainable ``nn.Linear`` (what full fine-tuning pays);
 * inference: minilora merged LoRALinear vs a plain ``nn.Linear`` (no_grad).
-Each entry is the median of ``--repeats`` timings (each timing a loop of several calls,
-implementations interleaved so machine load hits them alike). Targets: merged ≤ 1.02×
-nn.Linear; unmerged train step ≤ 1.0× peft within noise. The table goes (atomically) to
-benchmarks/results/lora.md.
+Each entry is the median of ``--repeats`` timings (each a ``torch.utils.benchmark.Timer``
+measurement of several calls, implementations interleaved so machine load hits them
+alike). Targets: merged ≤ 1.02× nn.Linear; unmerged train step ≤ 1.0× peft within noise.
+The table goes (atomically) to benchmarks/results/lora.md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import write_atomic
+from _common import interleaved, ratio_stats, write_atomic
 from torch import nn
 
 from minilora.lora import LoRALinear
@@ -39,21 +39,6 @@ def peft_layer(base: nn.Linear, r: int, alpha: float) -> nn.Module:
     holder.lin = copy.deepcopy(base)
     cfg = peft.LoraConfig(r=r, lora_alpha=alpha, target_modules=["lin"], lora_dropout=0.0)
     return peft.get_peft_model(holder, cfg).base_model.model.lin
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_loop(fn, calls: int, device) -> float:
-    """Seconds per call of ``fn`` over a loop of ``calls`` calls."""
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / calls
 
 
 def train_step(layer, x, grad_out):
@@ -74,24 +59,10 @@ def infer(layer, x):
     return step
 
 
-def measure(fns: dict, repeats: int, device, budget=0.15) -> dict[str, list[float]]:
-    """Seconds per call for each of ``fns``, ``repeats`` times, interleaved repeat by repeat."""
-    for fn in fns.values():  # warm-up, and pick a loop length of about ``budget`` seconds
-        fn()
-    calls = {k: max(1, int(budget / max(time_loop(fn, 1, device), 1e-6))) for k, fn in fns.items()}
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            times[k].append(time_loop(fn, calls[k], device))
-    return times
-
-
 def row(shape, tokens, what, a: list, b: list, target):
     """Median times and the median of the paired per-repeat ratios with its quartiles."""
-    ratios = sorted(x / y for x, y in zip(a, b))
-    q1, _, q3 = statistics.quantiles(ratios, n=4)
-    return (shape, tokens, what, statistics.median(a), statistics.median(b),
-            statistics.median(ratios), (q1, q3), target)
+    ratio, q1, q3 = ratio_stats(a, b)
+    return (shape, tokens, what, statistics.median(a), statistics.median(b), ratio, (q1, q3), target)
 
 
 def bench_shape(d: int, tokens: int, r: int, repeats: int, device, dtype) -> list[tuple]:
@@ -107,13 +78,13 @@ def bench_shape(d: int, tokens: int, r: int, repeats: int, device, dtype) -> lis
     grad_out = torch.randn(tokens, d, device=device, dtype=dtype)
     torch.testing.assert_close(mine(x), ref(x), atol=1e-4, rtol=1e-4)  # same function
     full = copy.deepcopy(base).requires_grad_(True)  # full fine-tuning trains W itself
-    train = measure({"lora": train_step(mine, x, grad_out), "peft": train_step(ref, x, grad_out),
-                     "linear": train_step(full, x, grad_out)}, repeats, device)
+    train = interleaved({"lora": train_step(mine, x, grad_out), "peft": train_step(ref, x, grad_out),
+                         "linear": train_step(full, x, grad_out)}, repeats)
     merged = copy.deepcopy(mine)
     merged.merge()
     x_inf = x.detach()
-    infer_t = measure({"merged": infer(merged, x_inf), "linear": infer(base, x_inf),
-                       "unmerged": infer(mine, x_inf)}, repeats, device)
+    infer_t = interleaved({"merged": infer(merged, x_inf), "linear": infer(base, x_inf),
+                           "unmerged": infer(mine, x_inf)}, repeats)
     shape = f"{d}×{d}"
     return [
         row(shape, tokens, "train step: LoRA / peft", train["lora"], train["peft"], 1.0),

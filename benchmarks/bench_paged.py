@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import write_atomic
+from _common import interleaved, write_atomic
 
 from minilora.adamw import AdamW
 from minilora.paged import PagedAdamW
@@ -38,17 +38,10 @@ def optimizers(params) -> dict:
             "PagedAdamW(paged=False)": PagedAdamW(params, lr=1e-5, paged=False)}
 
 
-def interleaved(fns: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each fn, calls interleaved repeat by repeat."""
-    for fn in fns.values():
-        fn()  # warm-up (creates optimizer states)
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+def median_times(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each fn (``_common.interleaved``); the warm-up call creates
+    the optimizer states."""
+    return {k: statistics.median(v) for k, v in interleaved(fns, repeats, min_run_time=0.2).items()}
 
 
 def main(argv=None) -> int:
@@ -67,7 +60,7 @@ def main(argv=None) -> int:
     for p in params:
         p.grad = torch.randn(p.shape, generator=gen) * 1e-3
     opts = optimizers(params)
-    step_times = interleaved({k: o.step for k, o in opts.items()}, args.repeats)
+    step_times = median_times({k: o.step for k, o in opts.items()}, args.repeats)
 
     batch = encode(load_snippets("movie", "train"), tokenizer, max_length=64).batch(torch.arange(32))
     model.train()
@@ -80,7 +73,7 @@ def main(argv=None) -> int:
         return step
 
     defaults = ("torch AdamW (CPU default)", "minilora AdamW (CPU default)")
-    full = interleaved({k: train_step(opts[k]) for k in defaults}, args.repeats)
+    full = median_times({k: train_step(opts[k]) for k in defaults}, args.repeats)
     ref = step_times["torch AdamW (CPU default)"]
     threads = torch.get_num_threads()
     millions = sum(p.numel() for p in params) / 1e6

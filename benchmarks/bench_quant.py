@@ -5,8 +5,8 @@
 Rows: fp32 and bf16 input, blocksize 64. minilora's default path ("auto": compiled kernels
 for tensors this large) and, for where the time goes, its eager kernels and readable
 reference; bitsandbytes' ``quantize_4bit`` (pure PyTorch on CPU) and ``dequantize_4bit``
-(native C++ on CPU). Each entry is the median of ``--repeats`` calls, implementations
-interleaved call by call so machine load hits them alike; compilation happens in a warm-up
+(native C++ on CPU). Each entry is the median of ``--repeats`` ``torch.utils.benchmark.Timer``
+measurements, implementations interleaved so machine load hits them alike; compilation happens in a warm-up
 call and is reported on its own. Targets (default path): quantise ≥ 3× bitsandbytes' speed
 (time ratio ≤ 0.333), dequantise ≤ 1.25× its time. Codes are checked identical in the same
 run. The table goes (atomically) to benchmarks/results/quant.md.
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import write_atomic
+from _common import interleaved, ratio_stats, write_atomic
 
 from minilora.quant import dequantize, nf4_levels, quantize_blockwise
 
@@ -31,33 +31,18 @@ TARGETS = {"quantise": 1 / 3, "dequantise": 1.25}
 
 
 def timed(fn) -> float:
+    """Seconds of one call (for first calls, which include compilation)."""
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def measure(fns: dict, repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each of ``fns``, ``repeats`` times, interleaved call by call."""
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(timed(fn))
-    return times
-
-
-def ratio_stats(mine: list[float], ref: list[float]) -> tuple[float, float, float]:
-    """Median ratio of paired (interleaved) timings, with its interquartile range."""
-    ratios = sorted(m / r for m, r in zip(mine, ref))
-    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
-    return statistics.median(ratios), q[0], q[2]
 
 
 def output_floor(x: torch.Tensor, repeats: int) -> tuple[float, float]:
     """Median seconds to allocate and first-touch a fresh tensor like ``x`` (what every
     dequantise pays for its output: page faults), and to fill an already-touched one."""
     reused = torch.empty_like(x)
-    times = measure({"fresh": lambda: torch.empty_like(x).fill_(0), "reused": lambda: reused.fill_(0)},
-                    repeats)
+    times = interleaved({"fresh": lambda: torch.empty_like(x).fill_(0), "reused": lambda: reused.fill_(0)},
+                        repeats)
     return statistics.median(times["fresh"]), statistics.median(times["reused"])
 
 
@@ -86,7 +71,7 @@ def bench_dtype(x: torch.Tensor, repeats: int, rows: list[dict], compile_s: dict
     }
     floor[name] = output_floor(x, repeats)
     for op, fns in (("quantise", quantise), ("dequantise", dequantise)):
-        times = measure(fns, repeats)
+        times = interleaved(fns, repeats, warmup=False)
         for impl in ("auto (compiled)", "eager", "reference"):
             ratio, lo, hi = ratio_stats(times[impl], times["bitsandbytes"])
             target = TARGETS[op] if impl.startswith("auto") else None
