@@ -81,6 +81,34 @@ class AdamW(torch.optim.Optimizer):
         self.foreach = foreach
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
+    # options of torch.optim.AdamW that change the update; this AdamW implements their defaults only
+    UNSUPPORTED = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": True}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state in torch's format (``torch.optim.AdamW(...).state_dict()`` works).
+
+        Refused with a ValueError, before anything changes: options this AdamW does not
+        implement (``amsgrad``/``maximize`` True, or Adam's coupled weight decay — they would
+        be silently ignored), invalid hyperparameters, and moments whose shape differs from
+        their parameter's.
+        """
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
+            raise TypeError("state_dict must be an optimizer state dict with 'state' and 'param_groups'")
+        for i, group in enumerate(state_dict["param_groups"]):
+            for key, ok in self.UNSUPPORTED.items():
+                if group.get(key, ok) != ok:
+                    raise ValueError(f"param_groups[{i}]['{key}'] = {group[key]!r} is not supported by "
+                                     f"minilora's AdamW (only {ok!r}); it would be silently ignored")
+            check_hyperparameters(*(group.get(k) for k in ("lr", "betas", "eps", "weight_decay")))
+        params = [p for g in self.param_groups for p in g["params"]]
+        for index, entry in state_dict["state"].items():
+            p = params[index] if isinstance(index, int) and 0 <= index < len(params) else None
+            for key in STATE_KEYS:
+                if p is not None and key in entry and tuple(entry[key].shape) != tuple(p.shape):
+                    raise ValueError(f"state[{index}]['{key}'] has shape {tuple(entry[key].shape)}, but "
+                                     f"parameter {index} has shape {tuple(p.shape)}")
+        super().load_state_dict(state_dict)
+
     def add_param_group(self, param_group: dict) -> None:
         """Add a group (its own lr/betas/eps/weight_decay override the defaults), validated."""
         super().add_param_group(param_group)

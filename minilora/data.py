@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .checks import check_int
+from .checks import ArgumentTypeError, check_choice, check_int, check_number
 
 DOMAINS = ("movie", "amazon", "nyt", "tweets")
 SPLITS = ("train", "val", "test", "all")
@@ -44,20 +44,55 @@ def data_dir() -> Path:
     raise FileNotFoundError(f"sentiment snippets not found next to {here}; reinstall minilora")
 
 
+VALENCE_RANGE = (-4.0, 4.0)
+HEADER = "id\tvalence\ttext"
+
+
 def label_of(valence: float) -> int | None:
-    """The label rule: positive valence -> 1, negative -> 0, exactly 0 -> None."""
+    """The label rule: positive valence -> 1, negative -> 0, exactly 0 -> None (NaN refused)."""
+    valence = check_number(valence, "valence")
     return 1 if valence > 0 else 0 if valence < 0 else None
+
+
+def read_tsv(path) -> list[Snippet]:
+    """The rows of one snippet file (``id<TAB>valence<TAB>text`` under that header line).
+
+    Every row is checked: three fields, a unique non-empty id, a finite valence in
+    [−4, 4], a non-empty text. A bad row raises ``ValueError`` naming the file and line.
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if lines[0] != HEADER:
+        raise ValueError(f"{path}:1: the header must be {HEADER!r}, got {lines[0][:80]!r}")
+    rows, seen = [], set()
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise ValueError(f"{path}:{number}: expected 3 tab-separated fields (id, valence, text), "
+                             f"got {len(fields)}")
+        rid, raw, text = fields
+        try:
+            valence = float(raw)
+        except ValueError:
+            raise ValueError(f"{path}:{number}: valence {raw!r} is not a number") from None
+        if not VALENCE_RANGE[0] <= valence <= VALENCE_RANGE[1]:  # False for NaN too
+            raise ValueError(f"{path}:{number}: valence must be a finite number in [-4, 4], got {raw!r}")
+        if not rid or rid in seen:
+            raise ValueError(f"{path}:{number}: id {rid!r} is empty or repeats an earlier row")
+        if not text.strip():
+            raise ValueError(f"{path}:{number}: the text is empty")
+        seen.add(rid)
+        rows.append(Snippet(rid, text, valence, label_of(valence)))
+    if not rows:
+        raise ValueError(f"{path} holds no rows")
+    return rows
 
 
 @functools.cache
 def _split_rows(domain: str) -> dict[str, tuple[Snippet, ...]]:
-    lines = (data_dir() / f"{domain}.tsv").read_text(encoding="utf-8").split("\n")
-    assert lines[0] == "id\tvalence\ttext", f"unexpected header in {domain}.tsv"
-    rows = []
-    for line in lines[1:]:
-        if line:
-            rid, valence, text = line.split("\t")
-            rows.append(Snippet(rid, text, float(valence), label_of(float(valence))))
+    rows = read_tsv(data_dir() / f"{domain}.tsv")
     order = sorted(range(len(rows)), key=lambda i: hashlib.sha256(f"{domain}:{rows[i].id}".encode()).digest())
     n_train = int(SPLIT_FRACTIONS[0] * len(rows))
     n_val = int(SPLIT_FRACTIONS[1] * len(rows))
@@ -76,10 +111,10 @@ def load_snippets(domain="movie", split="train", include_neutral=False) -> list[
     ``domain`` is one of ``DOMAINS``; ``split`` one of ``train``/``val``/``test``/``all``.
     Neutral rows (valence exactly 0, ``label=None``) are dropped unless ``include_neutral``.
     """
-    if domain not in DOMAINS:
-        raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_choice(domain, "domain", DOMAINS)
+    check_choice(split, "split", SPLITS)
+    if not isinstance(include_neutral, bool):
+        raise ArgumentTypeError(f"include_neutral must be True or False, got {include_neutral!r}")
     rows = _split_rows(domain)[split]
     return [s for s in rows if include_neutral or s.label is not None]
 
@@ -91,6 +126,17 @@ class Encoded:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
+
+    def __post_init__(self):
+        for name in ("input_ids", "attention_mask", "labels"):
+            if not isinstance(getattr(self, name), torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor, got {type(getattr(self, name)).__name__}")
+        if self.input_ids.dim() != 2 or self.attention_mask.shape != self.input_ids.shape:
+            raise ValueError(f"input_ids and attention_mask must be N x L of the same shape, got "
+                             f"{tuple(self.input_ids.shape)} and {tuple(self.attention_mask.shape)}")
+        if self.labels.dim() != 1 or self.labels.shape[0] != self.input_ids.shape[0]:
+            raise ValueError(f"labels must be 1-D with one label per row ({self.input_ids.shape[0]}), "
+                             f"got shape {tuple(self.labels.shape)}")
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -112,15 +158,32 @@ class Encoded:
         return Encoded(self.input_ids[keep], self.attention_mask[keep], self.labels[keep])
 
 
+def check_nonempty(data, name: str = "data") -> int:
+    """``len(data)`` of an ``Encoded`` with at least one row (a loop over no rows never ends or
+    averages nothing)."""
+    if not isinstance(data, Encoded):
+        raise TypeError(f"{name} must be an Encoded (minilora.data.encode), got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"{name} has no rows")
+    return len(data)
+
+
 def encode(snippets, tokenizer, max_length=64) -> Encoded:
     """Tokenise once (truncate to ``max_length`` tokens); labels must all be 0/1."""
-    if not isinstance(max_length, int) or not 2 <= max_length <= 512:
-        raise ValueError(f"max_length must be an int in 2..512, got {max_length!r}")
+    check_int(max_length, "max_length", 2, 512)
     snippets = list(snippets)
     if not snippets:
         raise ValueError("snippets is empty")
-    if any(s.label is None for s in snippets):
-        raise ValueError("snippets contains neutral rows (label None); load them with include_neutral=False")
+    for i, s in enumerate(snippets):
+        if not isinstance(s, Snippet):
+            raise TypeError(f"snippets[{i}] must be a Snippet, got {type(s).__name__}")
+        if s.label is None:
+            raise ValueError(f"snippets[{i}] is a neutral row (label None); load snippets with "
+                             "include_neutral=False")
+        if isinstance(s.label, bool) or s.label not in (0, 1):
+            raise ValueError(f"snippets[{i}].label must be 0 or 1, got {s.label!r}")
+        if not isinstance(s.text, str) or not s.text.strip():
+            raise ValueError(f"snippets[{i}].text must be a non-empty string")
     enc = tokenizer([s.text for s in snippets], padding="longest", truncation=True,
                     max_length=max_length, return_tensors="pt")
     return Encoded(enc["input_ids"], enc["attention_mask"], torch.tensor([s.label for s in snippets]))
@@ -166,11 +229,9 @@ def batches(data: Encoded, batch_size=32, shuffle=False, generator=None, bucket=
     batch order is shuffled again, so batches hold similar lengths and carry little padding
     (``bucket=1`` turns this off). Without ``shuffle``, rows come in order.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if not isinstance(bucket, int) or bucket < 1:
-        raise ValueError(f"bucket must be a positive int, got {bucket!r}")
-    n = len(data)
+    check_int(batch_size, "batch_size", 1)
+    check_int(bucket, "bucket", 1)
+    n = check_nonempty(data)
     if not shuffle:
         for lo in range(0, n, batch_size):
             yield data.batch(torch.arange(lo, min(lo + batch_size, n)))

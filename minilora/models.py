@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from unittest import mock
 
@@ -50,13 +51,14 @@ def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
     The new classifier is initialised under ``torch.manual_seed(seed)`` so runs repeat.
     """
     check_int(num_labels, "num_labels", 1)
+    seed = check_int(seed, "seed", 0)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    target = check_device(device)  # before the (slow) load, not after it
+    local, source = _source(name)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    local = name is None or Path(str(name)).expanduser().is_dir()
-    source = str(default_model_path() if name is None else Path(str(name)).expanduser() if local else name)
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # "newly initialised classifier" is expected here
     hf_logging.disable_progress_bar()
@@ -70,7 +72,7 @@ def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
                 )
     except OSError as e:
         if local:
-            raise
+            raise OSError(f"could not load the model folder {source}: {e}") from e
         raise OSError(
             f"could not load model {name!r}: the Hugging Face hub is unreachable or the id is "
             "wrong. minilora never needs the hub by default: pass name=None for the packaged "
@@ -81,8 +83,56 @@ def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-    model.to(device if device is not None else "cpu")
+    model.to(target)
     return model, tokenizer
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def _source(name) -> tuple[bool, str]:
+    """``(local, source)``: the packaged MiniLM, a local model folder, or a hub id.
+
+    Anything that looks like a path (absolute, ``./``, ``~``, an existing file) must be a
+    folder holding ``config.json``; a hub id is ``name`` or ``org/name``.
+    """
+    if name is None:
+        return True, str(default_model_path())
+    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
+        raise TypeError(f"name must be None, a local folder or a Hugging Face hub id (str), got {name!r}")
+    text = str(name)
+    path = Path(text).expanduser()
+    looks_like_path = (isinstance(name, os.PathLike) or text.startswith(("/", "./", "../", "~", "."))
+                       or path.exists() or not HUB_ID.fullmatch(text))
+    if not looks_like_path:
+        return False, text
+    if not path.is_dir():
+        raise FileNotFoundError(f"name={text!r}: no such model folder (a local model is a folder with "
+                                "config.json and the weights; name=None loads the packaged MiniLM)")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"name={text!r}: the folder has no config.json, so it is not a saved "
+                                "Hugging Face model (save one with model.save_pretrained(folder))")
+    return True, str(path)
+
+
+def check_device(device) -> torch.device:
+    """``device`` (None = cpu) as a torch.device that this machine has, or a clear error."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError("device must be 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device, "
+                         f"got {device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but this machine has no usable CUDA GPU "
+                         f"(torch {torch.__version__}); use device=None (cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError("device='mps' but Apple's MPS backend is not available here")
+    return device
 
 
 def resolve_device(device=None) -> torch.device:
@@ -92,7 +142,7 @@ def resolve_device(device=None) -> torch.device:
         return torch.device("cpu")
     if device == "auto":
         return pick_device()
-    return torch.device(device)
+    return check_device(device)
 
 
 PARAMETER_GROUPS = ("embeddings", "Wq", "Wk", "Wv", "Wo", "FFN", "LayerNorm", "pooler", "classifier", "other")

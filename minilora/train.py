@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .adamw import AdamW
-from .checks import check_int, check_number
-from .data import Encoded, batches
+from .checks import ArgumentTypeError, check_int, check_number
+from .data import Encoded, batches, check_nonempty
 
 
 def set_seed(seed: int) -> None:
@@ -62,6 +62,8 @@ def _to(batch: dict, device) -> dict:
 @torch.no_grad()
 def predict(model, data: Encoded, batch_size=128) -> torch.Tensor:
     """Logits (N x num_labels, float32, on the CPU) for every row of ``data``, in eval mode."""
+    check_nonempty(data)
+    check_int(batch_size, "batch_size", 1)
     was_training = model.training
     model.eval()
     device = _device_of(model)
@@ -112,6 +114,19 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int) -> float:
     return max(0.0, (total_steps - step) / max(total_steps - warmup_steps, 1))
 
 
+def gradient_norm(optimizer, clip=None) -> torch.Tensor:
+    """The global L2 norm of the gradients of ``optimizer``'s parameters; with ``clip`` the
+    gradients are scaled so the norm is at most ``clip`` (``clip_grad_norm_``). Returns the
+    norm before clipping."""
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if not params:
+        raise RuntimeError("no parameter received a gradient: does the loss depend on the trainable "
+                           "parameters (and is an adapter merged)?")
+    if clip is not None:
+        return torch.nn.utils.clip_grad_norm_(params, clip)
+    return torch.nn.utils.get_total_norm([p.grad for p in params])
+
+
 def _make_optimizer(optimizer, model, lr, weight_decay):
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -138,6 +153,16 @@ def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_dec
     rank allocator). ``progress=None`` shows a tqdm bar except under CI.
     """
     steps = check_int(steps, "steps", 1)
+    check_nonempty(data)
+    check_int(batch_size, "batch_size", 1)
+    if eval_data is not None:
+        check_nonempty(eval_data, "eval_data")
+    eval_every = check_int(eval_every, "eval_every", 0)
+    check_number(weight_decay, "weight_decay", 0.0)
+    seed = check_int(seed, "seed", 0)
+    for name, fn in (("extra_loss", extra_loss), ("on_step", on_step)):
+        if fn is not None and not callable(fn):
+            raise ArgumentTypeError(f"{name} must be a callable or None, got {type(fn).__name__}")
     check_number(lr, "lr", 0.0, low_open=True)
     if clip is not None:
         check_number(clip, "clip", 0.0, low_open=True, why=" or None")
@@ -165,11 +190,16 @@ def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_dec
             if extra_loss is not None:
                 loss = loss + extra_loss(model)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr")
+                raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
+            # the global gradient norm, checked BEFORE the update: a non-finite gradient stops the
+            # run with the weights of the last good step (one host sync, as loss.item() already is)
+            norm = gradient_norm(opt, clip)
+            if not torch.isfinite(norm):
+                raise FloatingPointError(f"the gradient became {norm.item()} at step {step + 1}; the weights "
+                                         f"were not updated (they hold step {step}'s values). Lower lr or "
+                                         "check the data and extra_loss")
             opt.step()
             sched.step()
             step += 1

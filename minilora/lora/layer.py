@@ -25,9 +25,12 @@ INITS = ("kaiming", "gaussian")
 
 
 def check_lora_args(r, alpha, dropout=0.0, init="kaiming", max_r=None) -> None:
-    """Raise naming the first bad argument: r an int in 1..max_r, α finite, dropout in [0, 1)."""
+    """Raise naming the first bad argument: r an int in 1..max_r, α finite and non-zero,
+    dropout in [0, 1), init one of ``INITS``."""
     check_int(r, "r", 1, max_r, "" if max_r is None else " (min(d_in, d_out) of the layer)")
-    check_number(alpha, "alpha")
+    if check_number(alpha, "alpha") == 0:
+        raise ValueError("alpha must be non-zero: the update is scaled by α/r, so with α = 0 the adapter "
+                         "does nothing and every gradient of A and B is exactly 0")
     check_number(dropout, "dropout", 0.0, 1.0, high_open=True)
     check_choice(init, "init", INITS)
 
@@ -37,6 +40,22 @@ def lora_scaling(alpha, r: int, rslora: bool = False) -> float:
     check_lora_args(r, alpha)
     # γ_r = α/r  (LoRA)   or   α/√r  (rank-stabilised LoRA)
     return alpha / math.sqrt(r) if rslora else alpha / r
+
+
+class _MergedGuard(torch.autograd.Function):
+    """Identity in the forward pass; in the backward pass it explains why a merged adapter
+    cannot train (its update is folded into the frozen weight, so A and B get no gradient)."""
+
+    @staticmethod
+    def forward(ctx, out, anchor):
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward through a merged LoRALinear: the adapter's update is folded into "
+                           "the frozen weight, so lora_A and lora_B get no gradient. Call unmerge() "
+                           "before training, or freeze the adapter (requires_grad_(False)) to train "
+                           "other parts of the model with it merged")
 
 
 class LoRALinear(nn.Module):
@@ -67,6 +86,7 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.Parameter(torch.zeros(d_out, r, **kw))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
+        self._merged_adapter = None  # (A, B, α/r) as merged, for an exact unmerge
         self.reset_lora_parameters()
 
     linear_like = True  # stands in for an nn.Linear (minilora.lora.inject.is_linear_like)
@@ -94,8 +114,10 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)  # W0 x + b
-        if self.merged:
-            return out  # W already holds W0 + ΔW
+        if self.merged:  # W already holds W0 + ΔW
+            if torch.is_grad_enabled() and (self.lora_A.requires_grad or self.lora_B.requires_grad):
+                return _MergedGuard.apply(out, self.lora_A)  # backward explains, instead of torch's error
+            return out
         # + (α/r) · B (A dropout(x)); the scale is applied on the r-wide activation (cheapest)
         return out + F.linear(F.linear(self.dropout(x), self.lora_A) * self.scaling, self.lora_B)
 
@@ -104,7 +126,9 @@ class LoRALinear(nn.Module):
         """Fold the adapter into the frozen weight, ``W ← W0 + (α/r)·B A`` (LoRA §4.1).
 
         Idempotent: merging a merged layer does nothing. A non-finite ΔW is refused with a
-        ValueError (it would corrupt the weight irreversibly).
+        ValueError (it would corrupt the weight irreversibly). A copy of the merged A, B and
+        scaling is kept (r·(d_in + d_out) numbers), so ``unmerge`` restores W0 even if they
+        are edited while merged.
         """
         if self.merged:
             return
@@ -112,14 +136,18 @@ class LoRALinear(nn.Module):
         if not torch.isfinite(delta).all():
             raise ValueError("refusing to merge: the LoRA update (α/r)·B A has non-finite entries")
         self.base_layer.weight += delta.to(self.base_layer.weight.dtype)
+        self._merged_adapter = (self.lora_A.detach().clone(), self.lora_B.detach().clone(), self.scaling)
         self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
-        """Undo ``merge()``: ``W ← W − (α/r)·B A`` (exact up to float rounding); idempotent."""
+        """Undo ``merge()``: ``W ← W − (α/r)·B A`` with the A, B and α/r that were merged (exact
+        up to float rounding, even if they were edited since); idempotent."""
         if not self.merged:
             return
-        self.base_layer.weight -= self.delta_weight().to(self.base_layer.weight.dtype)
+        A, B, scaling = self._merged_adapter
+        self.base_layer.weight -= ((B @ A) * scaling).to(self.base_layer.weight.dtype)
+        self._merged_adapter = None
         self.merged = False
 
     def extra_repr(self) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import re
 from pathlib import Path
 
@@ -57,8 +58,14 @@ def save_adapter(model: nn.Module, path, extra=("classifier",), base_model_name_
     """Write the LoRA layers of ``model`` (and the ``extra`` modules) as a peft adapter folder.
 
     ``peft.PeftModel.from_pretrained(base, path)`` loads it with identical outputs. Works
-    on merged models too (A and B are kept). Returns the folder path.
+    on merged models too (A and B are kept). The two files are written as one unit
+    (``atomic_folder``). Non-finite weights are refused (the file could not be loaded back).
+    Returns the folder path.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise TypeError(f"path must be a non-empty str or pathlib.Path, got {path!r}")
     layers = lora_layers(model)
     if not layers:
         raise ValueError("model has no LoRALinear layer: nothing to save (call apply_lora first)")
@@ -72,6 +79,9 @@ def save_adapter(model: nn.Module, path, extra=("classifier",), base_model_name_
         for pname, p in model.get_submodule(name).named_parameters():
             tensors[f"{PREFIX}{name}.{pname}"] = p
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    bad = [k for k, v in tensors.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"refusing to save non-finite weights (NaN/inf) in {bad[:3]}")
     for field in ("dropout", "rslora"):
         values = {getattr(layer.dropout, "p", 0.0) if field == "dropout" else layer.rslora
                   for layer in layers.values()}
@@ -117,32 +127,74 @@ def _pattern_value(pattern: dict, name: str, default):
     return default
 
 
+def _read_config(file: Path) -> dict:
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{file} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or not config:
+        raise ValueError(f"{file} must hold a non-empty JSON object (peft's adapter config), "
+                         f"got {type(config).__name__}")
+    return config
+
+
+def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        tensors = _safetensors().load_file(str(file))
+    except Exception as e:  # empty, truncated, a pickle (.bin) renamed, ...
+        raise ValueError(f"{file} is not a readable safetensors file ({type(e).__name__}: {e}); adapter "
+                         "weights must be saved with save_adapter or peft's save_pretrained") from None
+    if not tensors:
+        raise ValueError(f"{file} holds no tensors")
+    return tensors
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_config(config: dict, file: Path) -> None:
+    """Every field load_adapter reads has the type and range peft writes, or ValueError naming it."""
+    def bad(key, want):
+        raise ValueError(f"{key}={config.get(key)!r} in {file}: {want}")
+
+    if config.get("peft_type") != "LORA":
+        bad("peft_type", "must be 'LORA'")
+    for key, ok in (("use_dora", False), ("fan_in_fan_out", False), ("bias", "none"), ("lora_bias", False)):
+        if config.get(key, ok) != ok:
+            bad(key, f"is not supported (only {ok!r})")
+    alpha = config.get("lora_alpha", 8)
+    if not _is_number(alpha) or alpha == 0:
+        bad("lora_alpha", "must be a finite non-zero number")
+    dropout = config.get("lora_dropout", 0.0)
+    if not _is_number(dropout) or not 0 <= dropout < 1:
+        bad("lora_dropout", "must be a number in [0, 1)")
+    if not isinstance(config.get("use_rslora", False), bool):
+        bad("use_rslora", "must be true or false")
+    for key in ("rank_pattern", "alpha_pattern"):
+        pattern = config.get(key) or {}
+        if not isinstance(pattern, dict) or not all(_is_number(v) and v != 0 for v in pattern.values()):
+            bad(key, "must be an object of module name → finite non-zero number")
+
+
 def read_adapter(path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """``(config, tensors)`` of an adapter folder, keys without peft's ``base_model.model.`` prefix."""
+    """``(config, tensors)`` of an adapter folder, keys without peft's ``base_model.model.`` prefix.
+
+    Missing files raise FileNotFoundError; unreadable or inconsistent ones raise ValueError
+    naming the file and the field.
+    """
     path = Path(path)
     for f in (CONFIG_NAME, WEIGHTS_NAME):
         if not (path / f).is_file():
             raise FileNotFoundError(f"{path / f} not found: path must be an adapter folder (save_adapter)")
-    config = json.loads((path / CONFIG_NAME).read_text())
-    if config.get("peft_type") != "LORA":
-        raise ValueError(f"peft_type must be 'LORA', got {config.get('peft_type')!r} in {path / CONFIG_NAME}")
-    for key, ok in (("use_dora", False), ("fan_in_fan_out", False), ("bias", "none"), ("lora_bias", False)):
-        if config.get(key, ok) != ok:
-            raise ValueError(f"{key}={config[key]!r} in {path / CONFIG_NAME} is not supported (only {ok!r})")
-    tensors = _safetensors().load_file(str(path / WEIGHTS_NAME))
+    config = _read_config(path / CONFIG_NAME)
+    _check_config(config, path / CONFIG_NAME)
+    tensors = _read_tensors(path / WEIGHTS_NAME)
     return config, {k.removeprefix(PREFIX): v for k, v in tensors.items()}
 
 
-def load_adapter(model: nn.Module, path) -> list[str]:
-    """Load a peft-format LoRA adapter into ``model``; returns the adapted module names.
-
-    Plain ``nn.Linear`` targets are wrapped in LoRALinear first (r from the tensors, α,
-    dropout and rsLoRA from the config); existing LoRA layers get their A, B and α replaced
-    (a merged layer is unmerged, loaded and merged again). Every key is checked before
-    anything is changed: a model that does not fit raises ValueError naming each
-    mismatched key (missing module, wrong shape, LoRA layer absent from the adapter).
-    """
-    config, tensors = read_adapter(path)
+def _split_pairs(tensors: dict) -> tuple[dict, dict]:
+    """``({module: {"A": t, "B": t}}, {parameter name: t})``: LoRA pairs and full tensors."""
     pairs, others = {}, {}
     for key, t in tensors.items():
         m = re.fullmatch(r"(.+)\.lora_([AB])\.weight", key)
@@ -150,6 +202,11 @@ def load_adapter(model: nn.Module, path) -> list[str]:
             pairs.setdefault(m[1], {})[m[2]] = t
         else:
             others[key] = t
+    return pairs, others
+
+
+def _problems(model: nn.Module, pairs: dict, others: dict) -> list[str]:
+    """Every way the adapter's tensors do not fit ``model``, one line per key."""
     modules, params = dict(model.named_modules()), dict(model.named_parameters())
     problems = []
     for name, ab in pairs.items():
@@ -157,19 +214,28 @@ def load_adapter(model: nn.Module, path) -> list[str]:
         mod = modules.get(name)
         if set(ab) != {"A", "B"}:
             problems.append(f"{key}: missing from the adapter")
-        elif mod is None:
+            continue
+        if mod is None:
             problems.append(f"{PREFIX}{name}.lora_A.weight: the model has no module {name}")
-        elif not isinstance(mod, nn.Linear | LoRALinear):
+            continue
+        if not isinstance(mod, nn.Linear | LoRALinear):
             problems.append(f"{PREFIX}{name}.lora_A.weight: {name} is a {type(mod).__name__}, not a Linear")
-        else:
-            r = ab["A"].shape[0]
-            want = {"A": (r, mod.in_features), "B": (mod.out_features, r)}
-            if isinstance(mod, LoRALinear):
-                want = {"A": tuple(mod.lora_A.shape), "B": tuple(mod.lora_B.shape)}
-            for k in "AB":
-                if tuple(ab[k].shape) != want[k]:
-                    problems.append(f"{PREFIX}{name}.lora_{k}.weight: shape {tuple(ab[k].shape)} in the "
-                                    f"adapter, {want[k]} in the model")
+            continue
+        r = ab["A"].shape[0] if ab["A"].dim() == 2 else -1
+        if not 1 <= r <= min(mod.in_features, mod.out_features):
+            problems.append(f"{PREFIX}{name}.lora_A.weight: rank {r} must be in [1, "
+                            f"{min(mod.in_features, mod.out_features)}]")
+            continue
+        want = {"A": (r, mod.in_features), "B": (mod.out_features, r)}
+        if isinstance(mod, LoRALinear):
+            want = {"A": tuple(mod.lora_A.shape), "B": tuple(mod.lora_B.shape)}
+        for k in "AB":
+            t = ab[k]
+            if tuple(t.shape) != want[k]:
+                problems.append(f"{PREFIX}{name}.lora_{k}.weight: shape {tuple(t.shape)} in the "
+                                f"adapter, {want[k]} in the model")
+            elif not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+                problems.append(f"{PREFIX}{name}.lora_{k}.weight: must hold finite floating-point values")
     for name in lora_layers(model):
         if name not in pairs:
             problems.append(f"{PREFIX}{name}.lora_A.weight: the model has this LoRA layer, "
@@ -180,11 +246,32 @@ def load_adapter(model: nn.Module, path) -> list[str]:
         elif params[key].shape != t.shape:
             problems.append(f"{PREFIX}{key}: shape {tuple(t.shape)} in the adapter, "
                             f"{tuple(params[key].shape)} in the model")
+        elif not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+            problems.append(f"{PREFIX}{key}: must hold finite floating-point values")
+    return problems
+
+
+def load_adapter(model: nn.Module, path) -> list[str]:
+    """Load a peft-format LoRA adapter into ``model``; returns the adapted module names.
+
+    Plain ``nn.Linear`` targets are wrapped in LoRALinear first (r from the tensors, α,
+    dropout and rsLoRA from the config); existing LoRA layers get their A, B and α replaced
+    (a merged layer is unmerged, loaded and merged again). Everything is checked before
+    anything is changed — the files, the config's fields, every key's shape, rank and
+    values (NaN/inf refused) — so a failure leaves the model exactly as it was; a model
+    that does not fit raises ValueError naming each mismatched key.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    config, tensors = read_adapter(path)
+    pairs, others = _split_pairs(tensors)
+    problems = _problems(model, pairs, others)
     if problems:
         raise ValueError(f"adapter {path} does not fit the model; mismatched keys:\n  "
                          + "\n  ".join(problems))
 
-    rslora = bool(config.get("use_rslora", False))
+    modules, params = dict(model.named_modules()), dict(model.named_parameters())
+    rslora = config.get("use_rslora", False)
     init = "gaussian" if config.get("init_lora_weights") == "gaussian" else "kaiming"
     with torch.no_grad():
         for name, ab in pairs.items():

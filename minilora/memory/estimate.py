@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..adamw import ADAMW_STATE_BYTES_PER_PARAMETER
-from ..checks import check_int
+from ..checks import ArgumentTypeError, check_choice, check_int
 
 GB = 1e9
 METHODS = ("full", "lora", "qlora")
@@ -42,6 +42,14 @@ class LlamaShape:
     n_layers: int
     d_ff: int
     n_heads: int
+
+    def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, got {self.name!r}")
+        for field in ("vocab", "d_model", "n_layers", "d_ff", "n_heads"):
+            check_int(getattr(self, field), field, 1)
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
 
     def linear_shapes(self) -> list[tuple[int, int]]:
         """(d_in, d_out) of the 7 linear layers of one block: q, k, v, o, gate, up, down."""
@@ -67,8 +75,26 @@ LLAMA = {
 }
 
 
+def _shape(shape) -> LlamaShape:
+    if isinstance(shape, str):
+        check_choice(shape, "shape", tuple(LLAMA))
+        return LLAMA[shape]
+    if not isinstance(shape, LlamaShape):
+        raise ArgumentTypeError(f"shape must be one of {tuple(LLAMA)} or a LlamaShape, got {shape!r}")
+    return shape
+
+
+def _check_bool(value, name):
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} must be True or False, got {value!r}")
+
+
 def activation_bytes(shape: LlamaShape, seq_len=512, batch=1, checkpointing=True) -> float:
     """Saved activations (Korthikanti et al. 2022, eq. 1), 16-bit, plus fp32 logits."""
+    shape = _shape(shape)
+    check_int(seq_len, "seq_len", 1)
+    check_int(batch, "batch", 1)
+    _check_bool(checkpointing, "checkpointing")
     s, b, h, a = seq_len, batch, shape.d_model, shape.n_heads
     per_layer = s * b * h * (34 + 5 * a * s / h)
     blocks = (shape.n_layers * 2 * s * b * h + per_layer) if checkpointing else shape.n_layers * per_layer
@@ -83,14 +109,12 @@ def finetune_memory(shape: LlamaShape | str, method="qlora", seq_len=512, batch=
     paged optimizer allows): they are then listed under ``"host (paged states)"`` and left
     out of ``"total"``. Returns bytes per part, ``"total"`` and the parameter counts.
     """
-    if isinstance(shape, str):
-        if shape not in LLAMA:
-            raise ValueError(f"shape must be one of {tuple(LLAMA)} or a LlamaShape, got {shape!r}")
-        shape = LLAMA[shape]
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    for name, v in (("seq_len", seq_len), ("batch", batch), ("r", r)):
-        check_int(v, name, 1)
+    shape = _shape(shape)
+    check_choice(method, "method", METHODS)
+    check_int(seq_len, "seq_len", 1)
+    check_int(batch, "batch", 1)
+    check_int(r, "r", 1, shape.d_model, f" (LoRA's rank is at most d_model of {shape.name})")
+    _check_bool(paged, "paged")
     n = shape.parameter_counts()
     trainable = n["total"] if method == "full" else shape.lora_parameters(r)
     if method == "qlora":

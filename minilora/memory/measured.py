@@ -227,6 +227,10 @@ def measured_step_timeline(model: nn.Module, batch: dict, optimizer, page_out=Fa
     With ``page_out=True`` the states are paged out before the forward pass. The allocator's
     true forward/backward peak (between marks too) is kept in ``.forward_backward_peak``.
     """
+    if probe is None and not torch.cuda.is_available():
+        raise RuntimeError("measured_step_timeline reads the CUDA allocator, and this machine has no CUDA "
+                           "GPU: on a CPU use step_timeline(measure_step(model, batch)), the timeline "
+                           "computed from measured tensor sizes (or pass probe=...)")
     probe = CudaProbe() if probe is None else probe
     pages = getattr(optimizer, "pages", None)
     blocks = default_blocks(model) if blocks is None else list(blocks)

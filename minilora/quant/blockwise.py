@@ -49,6 +49,50 @@ class QuantizedTensor:
     blocksize: int
     levels: torch.Tensor
 
+    def __post_init__(self):
+        """Check every field against the others (a container built or ``dataclasses.replace``-d
+        by hand); a ValueError/TypeError names the inconsistent field."""
+        try:
+            object.__setattr__(self, "shape", torch.Size(self.shape))
+        except TypeError:
+            raise TypeError(f"shape must be a sequence of ints, got {self.shape!r}") from None
+        if any(d < 0 for d in self.shape) or self.shape.numel() == 0:
+            raise ValueError("shape must have non-negative sizes and at least one element, "
+                             f"got {tuple(self.shape)}")
+        if self.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"dtype must be one of {FLOAT_DTYPES}, got {self.dtype!r}")
+        check_blocksize(self.blocksize)
+        levels = as_levels(self.levels)
+        n, blocks = self.shape.numel(), -(-self.shape.numel() // self.blocksize)
+        want = (n + 1) // 2 if levels.numel() <= 16 else n
+        packed = self.packed
+        if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.dim() != 1:
+            raise ValueError("packed must be a 1-D uint8 tensor")
+        if self.packed.numel() != want:
+            raise ValueError(f"packed must hold {want} bytes for shape {tuple(self.shape)} "
+                             f"({'two codes' if levels.numel() <= 16 else 'one code'} per byte), "
+                             f"got {self.packed.numel()}")
+        if isinstance(self.absmax, DoubleQuantizedAbsmax):
+            if self.absmax.numel() != blocks:
+                raise ValueError(f"absmax must hold {blocks} constants (one per block of {self.blocksize}), "
+                                 f"got {self.absmax.numel()}")
+            if self.absmax.codes.device != self.packed.device:
+                raise ValueError("absmax and packed must be on the same device")
+        else:
+            a = self.absmax
+            if not isinstance(a, torch.Tensor) or a.dtype != torch.float32 or tuple(a.shape) != (blocks,):
+                raise ValueError(f"absmax must be a float32 tensor of shape ({blocks},) (one per block of "
+                                 f"{self.blocksize}) or a DoubleQuantizedAbsmax, got "
+                                 f"{getattr(a, 'dtype', type(a).__name__)} {tuple(getattr(a, 'shape', ()))}")
+            if a.device != self.packed.device:
+                raise ValueError("absmax and packed must be on the same device")
+            if not bool((torch.isfinite(a) & (a >= 0)).all()):
+                raise ValueError("absmax must hold finite, non-negative block maxima")
+        if levels.numel() < (16 if levels.numel() <= 16 else 256):  # some codes have no level
+            top = int(self.codes().max())
+            if top >= levels.numel():
+                raise ValueError(f"packed holds code {top}, but levels has only {levels.numel()} entries")
+
     def numel(self) -> int:
         """Number of quantised values."""
         return self.shape.numel()

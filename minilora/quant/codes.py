@@ -56,6 +56,8 @@ def nearest_codes(scaled: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     a midpoint is not counted, so it rounds down); ``order`` maps it back to a table index.
     Returns int64 codes of the same shape.
     """
+    if not torch.isfinite(scaled).all():
+        raise ValueError("scaled must hold finite values in [-1, 1] (NaN/inf has no nearest level)")
     midpoints, order = sorted_midpoints(levels.to(scaled.device))
     position = torch.bucketize(scaled, midpoints)  # = #{j : m_j < x}
     return order[position]
@@ -85,6 +87,11 @@ def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
 
     An odd count is padded with a zero nibble. Returns ``ceil(n/2)`` uint8 values.
     """
+    if not isinstance(codes, torch.Tensor) or codes.is_floating_point() or codes.is_complex():
+        raise TypeError("codes must be an integer tensor of 4-bit codes (0..15)")
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) > 15):
+        raise ValueError(f"codes must be in 0..15 to fit a nibble, got values in "
+                         f"[{int(codes.min())}, {int(codes.max())}]")
     codes = codes.reshape(-1).to(torch.uint8)
     if codes.numel() % 2:
         codes = torch.cat([codes, codes.new_zeros(1)])
@@ -94,8 +101,11 @@ def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
 
 def unpack_nibbles(packed: torch.Tensor, n: int) -> torch.Tensor:
     """Inverse of ``pack_nibbles``: the first ``n`` codes as uint8 (high nibble first)."""
-    if n < 0 or n > 2 * packed.numel():
-        raise ValueError(f"n must be in 0..{2 * packed.numel()}, got {n}")
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
+        got = getattr(packed, "dtype", type(packed).__name__)
+        raise TypeError(f"packed must be a uint8 tensor, got {got}")
+    n = check_int(n, "n", 0, 2 * packed.numel(), " (two codes per byte)")
+    packed = packed.reshape(-1)
     pairs = torch.stack([packed >> 4, packed & 0xF], dim=1)
     return pairs.reshape(-1)[:n]
 

@@ -39,6 +39,29 @@ class DoubleQuantizedAbsmax:
     levels: torch.Tensor
     blocksize: int
 
+    def __post_init__(self):
+        """Every field consistent with the others, or a ValueError naming the field."""
+        check_blocksize(self.blocksize, "blocksize")
+        codes = self.codes
+        if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8 or codes.dim() != 1:
+            raise ValueError("codes must be a 1-D uint8 tensor (one 8-bit code per first-level constant)")
+        if self.codes.numel() == 0:
+            raise ValueError("codes must hold at least one constant")
+        blocks = -(-self.codes.numel() // self.blocksize)
+        if (not isinstance(self.scale, torch.Tensor) or self.scale.dtype != torch.float32
+                or tuple(self.scale.shape) != (blocks,)):
+            raise ValueError(f"scale must be a float32 tensor of shape ({blocks},): one per block of "
+                             f"{self.blocksize} codes, got {getattr(self.scale, 'shape', self.scale)!r}")
+        if not bool(torch.isfinite(self.scale).all()):
+            raise ValueError("scale must be finite")
+        if not isinstance(self.offset, torch.Tensor) or self.offset.numel() != 1 or not bool(
+                torch.isfinite(self.offset).all()):
+            raise ValueError("offset must be a finite scalar tensor (the mean of the constants)")
+        levels = as_levels(self.levels)
+        if int(self.codes.max()) >= levels.numel():
+            raise ValueError(f"codes must index the {levels.numel()}-level table, found code "
+                             f"{int(self.codes.max())}")
+
     def numel(self) -> int:
         """Number of first-level constants represented."""
         return self.codes.numel()
@@ -69,10 +92,13 @@ def quantize_absmax(absmax: torch.Tensor, levels="dynamic", blocksize: int = 256
         raise TypeError("absmax must be a 1-D floating tensor of quantisation constants")
     if absmax.numel() == 0:
         raise ValueError("absmax must hold at least one constant")
+    if not bool(torch.isfinite(absmax).all()):
+        raise ValueError("absmax must be finite (a NaN/inf constant has no 8-bit code)")
     blocksize = check_blocksize(blocksize, "double_blocksize")
     table = second_level_table(levels).to(absmax.device)
     absmax = absmax.float()
-    offset = absmax.mean()
+    # mean(c₂) summed in float64: a float32 sum of constants near 3.4e38 would overflow to inf
+    offset = absmax.double().mean().float()
     # c₂ − mean(c₂), coded in blocks of 256 with their own float32 absmax c₁
     codes, scale = absmax_codes(pad_to_blocks(absmax - offset, blocksize), table)
     codes = codes.reshape(-1)[: absmax.numel()].to(torch.uint8)
@@ -80,5 +106,12 @@ def quantize_absmax(absmax: torch.Tensor, levels="dynamic", blocksize: int = 256
 
 
 def dequantize_absmax(d: DoubleQuantizedAbsmax) -> torch.Tensor:
-    """``ĉ₂ = levels[code] · c₁[block] + offset``: the float32 first-level constants back."""
-    return decode_blocks(d.codes, d.scale, d.levels, d.blocksize) + d.offset
+    """``ĉ₂ = levels[code] · c₁[block] + offset``: the float32 first-level constants back.
+
+    The float32 sum is clamped to the float32 range: constants that sat at the top of that
+    range would otherwise round up to inf (below it the clamp changes nothing, so the values
+    stay bit-identical to bitsandbytes')."""
+    if not isinstance(d, DoubleQuantizedAbsmax):
+        raise TypeError(f"d must be a DoubleQuantizedAbsmax, got {type(d).__name__}")
+    top = torch.finfo(torch.float32).max
+    return (decode_blocks(d.codes, d.scale, d.levels, d.blocksize) + d.offset).clamp(-top, top)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy.stats import norm
 
-from ..checks import check_int
+from ..checks import ArgumentTypeError, check_int, check_number
 
 NF4_OFFSET = 0.9677083  # δ = 1 − ½(1/32 + 1/30), see normal_float_levels
 
@@ -23,9 +23,7 @@ def _check_bits(bits) -> int:
 
 
 def _check_offset(offset) -> float:
-    if not isinstance(offset, (int, float)) or not 0.5 < float(offset) < 1.0:
-        raise ValueError(f"offset must be a probability in (0.5, 1), got {offset!r}")
-    return float(offset)
+    return check_number(offset, "offset", 0.5, 1.0, low_open=True, high_open=True, why=" (a probability)")
 
 
 def normal_float_levels(bits: int = 4, offset: float = NF4_OFFSET, grid_dtype=torch.float32) -> torch.Tensor:
@@ -107,9 +105,11 @@ def dynamic_map(signed: bool = True, max_exponent_bits: int = 7, total_bits: int
     unsigned); the levels are the bin centres times the exponent, mirrored for the sign, plus
     0 and 1. Arithmetic is float32, as in the reference. Returns 2^total_bits sorted values.
     """
-    if not 1 <= max_exponent_bits < total_bits <= 8:
-        raise ValueError("need 1 <= max_exponent_bits < total_bits <= 8, "
-                         f"got {max_exponent_bits}, {total_bits}")
+    if not isinstance(signed, bool):
+        raise ArgumentTypeError(f"signed must be True or False, got {signed!r}")
+    total_bits = check_int(total_bits, "total_bits", 2, 8)
+    max_exponent_bits = check_int(max_exponent_bits, "max_exponent_bits", 1, total_bits - 1,
+                                  " (fewer than total_bits)")
     fraction_bits = total_bits - 1 - max_exponent_bits
     values: list[float] = []
 
@@ -125,6 +125,10 @@ def dynamic_map(signed: bool = True, max_exponent_bits: int = 7, total_bits: int
     if fraction_bits > 0:  # all-zero exponent without an indicator bit: 2^f − 1 extra bins at 10^0
         add_decade(1, 2**fraction_bits - 1)
     values += [0.0, 1.0]  # 2^total_bits values in all
+    if len(values) != 2**total_bits:  # bitsandbytes asserts the same (unsigned maps with fraction bits)
+        raise ValueError(f"dynamic_map(signed={signed}, max_exponent_bits={max_exponent_bits}, "
+                         f"total_bits={total_bits}) has {len(values)} levels, not 2^total_bits = "
+                         f"{2**total_bits}: this layout is not defined (bitsandbytes refuses it too)")
     return torch.tensor(sorted(values), dtype=torch.float32)
 
 
