@@ -12,8 +12,9 @@ LAB_ARGS ?=
 # Jupyter refuses to run as root without --allow-root (containers, CI images).
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 # No NVIDIA GPU: pin the CPU wheel of torch. With one, keep (or get) the user's CUDA build.
+# Always: the reference versions the tests compare against (constraints-test.txt).
 HAS_NVIDIA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
-PIN     := $(if $(HAS_NVIDIA),,-c constraints-cpu.txt)
+PIN     := $(if $(HAS_NVIDIA),,-c constraints-cpu.txt) -c constraints-test.txt
 # Tests and notebooks never touch a model hub; the shared result cache lives in the repo.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -25,11 +26,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(VENV)/.notebooks: pyproject.toml constraints-cpu.txt | $(PY)
+$(VENV)/.notebooks: pyproject.toml constraints-cpu.txt constraints-test.txt | $(PY)
 	$(PY) -m pip install -q $(PIN) -e '.[notebooks]'
 	touch $@
 
-$(VENV)/.test: pyproject.toml constraints-cpu.txt | $(PY)
+$(VENV)/.test: pyproject.toml constraints-cpu.txt constraints-test.txt | $(PY)
 	$(PY) -m pip install -q $(PIN) -e '.[notebooks,test]' ruff
 	touch $@ $(VENV)/.notebooks
 
