@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from minilora.course.cache import imported_modules, module_files
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "minilora"
 UTILITIES = ("minilora.checks", "minilora.files")
@@ -29,44 +31,12 @@ GROUND = ("minilora.models", "minilora.data", "minilora.train", "minilora.adamw"
 TOP = ("minilora.viz", "minilora.widgets", "minilora.course")
 
 
-def module_names(root: Path, package: str = "minilora") -> dict[str, Path]:
-    """``{dotted module name: file}`` for every .py file under ``root`` (a package's
-    ``__init__.py`` is the package's own name)."""
-    out = {}
-    for f in sorted(root.rglob("*.py")):
-        parts = [package, *f.relative_to(root).with_suffix("").parts]
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        out[".".join(parts)] = f
-    return out
-
-
-def imports_of(name: str, source: str, is_package: bool, known) -> set[str]:
-    """The known modules that ``source`` (module ``name``) imports, anywhere in the file."""
-    out = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name in known)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".") if is_package else name.split(".")[:-1]
-                base = base[: len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            for alias in node.names:  # `from pkg import module` names a module; else a name of pkg
-                sub = f"{target}.{alias.name}"
-                if sub in known:
-                    out.add(sub)
-                elif target in known:
-                    out.add(target)
-    out.discard(name)
-    return out
+module_names = module_files  # {dotted name: file}; the cache's reader, so both agree on imports
 
 
 def import_graph(root: Path = PACKAGE, package: str = "minilora") -> dict[str, set[str]]:
     modules = module_names(root, package)
-    return {m: imports_of(m, f.read_text(encoding="utf-8"), f.name == "__init__.py", modules)
+    return {m: imported_modules(m, f.read_text(encoding="utf-8"), f.name == "__init__.py", modules)
             for m, f in modules.items()}
 
 

@@ -79,54 +79,58 @@ def canonical(value, where: str = "params"):
                     "pass str, numbers, bools, None, tensors, arrays, lists or dicts")
 
 
-def _module_file(name: str, root: Path) -> Path | None:
-    """The file of module ``name`` (``pkg.a.b``) under ``root`` (the package folder), if any."""
-    parts = name.split(".")[1:]
-    base = root.joinpath(*parts)
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
+def module_files(root: Path = PACKAGE_ROOT, package: str | None = None) -> dict[str, Path]:
+    """``{dotted module name: file}`` for every .py file under the package folder ``root``
+    (a package's ``__init__.py`` carries the package's own name)."""
+    package = package or root.name
+    out = {}
+    for f in sorted(root.rglob("*.py")):
+        parts = [package, *f.relative_to(root).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
 
 
-def _imports(name: str, path: Path, package: str) -> set[str]:
-    """Names of the ``package`` modules that ``path`` imports anywhere (functions included)."""
-    is_init = path.name == "__init__.py"
+def imported_modules(name: str, source: str, is_package: bool, known) -> set[str]:
+    """The modules of ``known`` that ``source`` (the code of module ``name``) imports anywhere,
+    function bodies included. ``from pkg import x`` counts as importing ``pkg.x`` when that
+    is a module, else as importing ``pkg``."""
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name.split(".")[0] == package)
+            out.update(a.name for a in node.names if a.name in known)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".") if is_init else name.split(".")[:-1]
+            if node.level:  # relative: resolve against this module's package
+                base = name.split(".") if is_package else name.split(".")[:-1]
                 base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if target.split(".")[0] != package:
-                continue
-            out.add(target)
-            out.update(f"{target}.{a.name}" for a in node.names)  # `from pkg import module`
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                if sub in known:
+                    out.add(sub)
+                elif target in known:
+                    out.add(target)
+    out.discard(name)
     return out
 
 
 def import_closure(module: str, root: Path = PACKAGE_ROOT) -> dict[str, Path]:
     """``{module name: file}`` of ``module`` and every module of its package it imports,
-    transitively, read statically with ``ast`` (function-level imports count; a package's
-    ``__init__`` counts as a module, and the parent packages of each module are included)."""
-    package = module.split(".")[0]
+    transitively, read statically with ``ast`` (function-level imports count; importing a
+    module also runs its parent packages' ``__init__``, so those are included)."""
+    files = module_files(root, module.split(".")[0])
     todo, seen = [module], {}
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or name not in files:
             continue
-        path = _module_file(name, root)
-        if path is None:
-            continue  # `from pkg.x import y` where y is a name, not a module
-        seen[name] = path
-        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
-        todo.extend(parents)
-        todo.extend(_imports(name, path, package))
+        path = seen[name] = files[name]
+        todo.extend(".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1))
+        source = path.read_text(encoding="utf-8")
+        todo.extend(imported_modules(name, source, path.name == "__init__.py", files))
     return dict(sorted(seen.items()))
 
 
