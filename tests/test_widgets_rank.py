@@ -11,7 +11,7 @@ from minilora.rank.delta import decompose, truncation_accuracy, weight_deltas
 matplotlib.use("Agg")
 pytest.importorskip("ipywidgets", reason="the widget needs ipywidgets (the notebooks extra)")
 
-from test_delta import perturbed, tiny_bert, tiny_data  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_rank_delta import perturbed, tiny_bert, tiny_data  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from minilora.rank import random_like, spectrum  # noqa: E402
 from minilora.viz.rank import (  # noqa: E402
