@@ -1,3 +1,6 @@
+"""minilora.course.cache: cache keys derived from arguments, code and data; entries stored
+atomically; cached_fit."""
+
 import os
 import stat
 
@@ -16,27 +19,51 @@ def where(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_second_call_is_a_hit_and_computes_nothing(where):
-    calls = []
+def store_twice(compute):
+    key = cache.cache_key({"a": 1}, MODULE)
+    return cache.load_or_compute("x", key, compute), cache.load_or_compute("x", key, compute)
 
+
+def weights_and_meta(calls):
     def compute():
         calls.append(1)
         return {"w": torch.arange(6.0).reshape(2, 3)}, {"acc": 0.5}
 
-    key = cache.cache_key({"a": 1}, MODULE)
-    t1, m1, hit1 = cache.load_or_compute("x", key, compute)
-    t2, m2, hit2 = cache.load_or_compute("x", key, compute)
+    return compute
+
+
+def test_second_call_is_a_hit_and_computes_nothing(where):
+    calls = []
+    (_, _, hit1), (_, _, hit2) = store_twice(weights_and_meta(calls))
     assert (hit1, hit2) == (False, True) and calls == [1]
+
+
+def test_a_hit_returns_the_stored_tensors_and_meta(where):
+    (t1, _, _), (t2, m2, _) = store_twice(weights_and_meta([]))
     assert torch.equal(t1["w"], t2["w"]) and m2 == {"acc": 0.5}
+
+
+def test_storing_leaves_no_temp_files(where):
+    store_twice(weights_and_meta([]))
     assert not list(where.glob(".*tmp"))
 
 
-def test_key_depends_on_params_and_files(tmp_path):
+def test_key_is_deterministic(tmp_path):
+    f = tmp_path / "f.txt"
+    f.write_text("a")
+    assert cache.cache_key({"a": 1}, MODULE, [f]) == cache.cache_key({"a": 1}, MODULE, [f])
+
+
+def test_key_depends_on_params(tmp_path):
+    f = tmp_path / "f.txt"
+    f.write_text("a")
+    assert cache.cache_key({"a": 1}, MODULE, [f]) != cache.cache_key({"a": 2}, MODULE, [f])
+
+
+def test_key_depends_on_the_contents_of_files(tmp_path):
     f = tmp_path / "f.txt"
     f.write_text("a")
     k1 = cache.cache_key({"a": 1}, MODULE, [f])
-    assert k1 == cache.cache_key({"a": 1}, MODULE, [f])
-    assert k1 != cache.cache_key({"a": 2}, MODULE, [f])
     f.write_text("b")
     assert k1 != cache.cache_key({"a": 1}, MODULE, [f])
 
@@ -47,8 +74,19 @@ def test_key_hashes_tensors_by_content_not_by_repr():
     b[1000] = 1.0  # the truncated repr of a and b is the same
     assert repr(a) == repr(b)
     assert cache.cache_key({"t": a}, MODULE) != cache.cache_key({"t": b}, MODULE)
+
+
+def test_equal_tensors_give_the_same_key():
+    a = torch.zeros(2000)
     assert cache.cache_key({"t": a}, MODULE) == cache.cache_key({"t": a.clone()}, MODULE)
+
+
+def test_key_depends_on_the_tensor_dtype():
+    a = torch.zeros(2000)
     assert cache.cache_key({"t": a}, MODULE) != cache.cache_key({"t": a.double()}, MODULE)
+
+
+def test_key_hashes_numpy_arrays_by_content():
     assert cache.cache_key({"x": np.ones(3)}, MODULE) != cache.cache_key({"x": np.ones(4)}, MODULE)
 
 
@@ -62,6 +100,10 @@ def test_import_closure_follows_function_level_imports():
     for dependency in ("minilora.adamw", "minilora.train", "minilora.data", "minilora.lora.layer",
                        "minilora.models", "minilora.course.cache", "minilora.checks"):
         assert dependency in closure
+
+
+def test_import_closure_of_the_runs_leaves_out_figures_and_widgets():
+    closure = cache.import_closure("minilora.course.runs")
     assert not any(m.startswith(("minilora.viz", "minilora.widgets")) for m in closure)
 
 
@@ -75,12 +117,24 @@ def _package(root, b_source):
     return pkg
 
 
-def test_editing_a_dependency_changes_the_key(tmp_path):
-    pkg = _package(tmp_path, "def g():\n    return 1\n")
-    key = cache.cache_key({}, "pkg.a", files=[], root=pkg)
+@pytest.fixture
+def pkg(tmp_path):
+    """A package: pkg.a imports pkg.b inside a function; pkg.c is imported by nobody."""
+    return _package(tmp_path, "def g():\n    return 1\n")
+
+
+def test_import_closure_of_a_module_is_its_package_and_dependencies(pkg):
     assert set(cache.import_closure("pkg.a", pkg)) == {"pkg", "pkg.a", "pkg.b"}
+
+
+def test_editing_a_module_outside_the_closure_keeps_the_key(pkg):
+    key = cache.cache_key({}, "pkg.a", files=[], root=pkg)
     (pkg / "c.py").write_text("x = 2\n")  # not a dependency of pkg.a
     assert cache.cache_key({}, "pkg.a", files=[], root=pkg) == key
+
+
+def test_editing_a_dependency_changes_the_key(pkg):
+    key = cache.cache_key({}, "pkg.a", files=[], root=pkg)
     (pkg / "b.py").write_text("def g():\n    return 2\n")  # a dependency, imported inside a function
     assert cache.cache_key({}, "pkg.a", files=[], root=pkg) != key
 

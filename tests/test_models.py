@@ -1,25 +1,35 @@
+"""minilora.models: the packaged MiniLM loaded offline, bit for bit; devices; parameter groups."""
+
 import socket
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from minilora.models import default_model_path, load_model, pick_device
+from minilora.models import default_model_path, load_model, parameter_groups, pick_device
 
 
-def test_every_pretrained_tensor_is_the_packaged_one(minilm):
-    model, _ = minilm
+def shipped_weights():
+    """The packaged safetensors file's tensors, without the position-id buffer."""
     shipped = load_file(str(default_model_path() / "model.safetensors"))
-    ours = model.state_dict()
+    return {k: t for k, t in shipped.items() if k != "embeddings.position_ids"}  # a buffer, not a weight
+
+
+def test_every_pretrained_tensor_is_the_packaged_one(minilm_read_only):
+    ours = minilm_read_only[0].state_dict()
     compared = 0
-    for key, tensor in shipped.items():
-        if key == "embeddings.position_ids":  # a buffer, not a weight
-            continue
+    for key, tensor in shipped_weights().items():
         assert torch.equal(ours["bert." + key], tensor), key
         compared += 1
     assert compared == 103
-    assert sum(t.numel() for k, t in shipped.items() if k != "embeddings.position_ids") == 22_713_216
-    extra = {k for k in ours if not k.startswith("bert.")}
+
+
+def test_the_packaged_model_has_22_7m_pretrained_parameters():
+    assert sum(t.numel() for t in shipped_weights().values()) == 22_713_216
+
+
+def test_only_the_classifier_is_new(minilm_read_only):
+    extra = {k for k in minilm_read_only[0].state_dict() if not k.startswith("bert.")}
     assert extra == {"classifier.weight", "classifier.bias"}
 
 
@@ -32,12 +42,18 @@ def test_classifier_is_fresh_but_seeded():
     assert a.classifier.weight.shape == (2, 384)
 
 
-def test_tokenizer_round_trip(minilm):
-    _, tok = minilm
-    text = "The gorgeously elaborate continuation is so huge that a column of words cannot describe it"
-    ids = tok(text)["input_ids"]
+TEXT = "The gorgeously elaborate continuation is so huge that a column of words cannot describe it"
+
+
+def test_tokenizer_wraps_text_in_cls_and_sep(minilm_read_only):
+    _, tok = minilm_read_only
+    ids = tok(TEXT)["input_ids"]
     assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
-    assert tok.decode(ids, skip_special_tokens=True) == text.lower()
+
+
+def test_tokenizer_round_trip(minilm_read_only):
+    _, tok = minilm_read_only
+    assert tok.decode(tok(TEXT)["input_ids"], skip_special_tokens=True) == TEXT.lower()
 
 
 def test_loading_never_touches_the_network(monkeypatch):
@@ -63,12 +79,12 @@ def test_local_path_passes_through(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
-def test_bad_num_labels(bad):
+def test_load_model_rejects_num_labels_that_is_not_a_positive_int(bad):
     with pytest.raises(ValueError, match="num_labels"):
         load_model(num_labels=bad)
 
 
-def test_bad_dtype():
+def test_load_model_rejects_a_dtype_that_is_not_floating():
     with pytest.raises(TypeError, match="dtype"):
         load_model(dtype=torch.int8)
 
@@ -78,3 +94,26 @@ def test_pick_device_is_a_device():
     assert isinstance(d, torch.device)
     if not torch.cuda.is_available():
         assert d.type in ("cpu", "mps")
+
+
+# --- parameter_groups -----------------------------------------------------------------------------
+
+def test_parameter_groups_cover_every_parameter(minilm_read_only):
+    groups = parameter_groups(minilm_read_only[0])
+    assert sum(groups.values()) == 22_713_986
+    assert groups["other"] == 0
+
+
+def test_parameter_groups_by_hand(minilm_read_only):
+    groups = parameter_groups(minilm_read_only[0])
+    assert groups["Wq"] == groups["Wk"] == groups["Wv"] == groups["Wo"] == 6 * (384 * 384 + 384)
+    assert groups["FFN"] == 6 * (2 * 384 * 1536 + 1536 + 384)
+    assert groups["classifier"] == 770 and groups["other"] == 0
+
+
+def test_parameter_groups_can_count_only_trainable_parameters(minilm):
+    model, _ = minilm
+    for p in model.parameters():
+        p.requires_grad = False
+    model.classifier.weight.requires_grad = True
+    assert sum(parameter_groups(model, trainable_only=True).values()) == 768

@@ -1,5 +1,5 @@
-"""The compiled path (minilora.quant.fast): identical codes and values, one compile per shape
-class, and a clean eager fallback where torch.compile cannot run."""
+"""minilora.quant.fast: the eager kernels and the compiled path give the reference's codes and
+values; one compile per shape class, and a clean eager fallback where torch.compile cannot run."""
 
 from __future__ import annotations
 
@@ -7,15 +7,76 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from minilora.quant import dequantize, fast, fp4_levels, nf4_levels, quantize_blockwise
+from minilora.quant import (
+    dequantize,
+    fast,
+    fp4_levels,
+    int4_levels,
+    nf4_levels,
+    normal_float_levels,
+    quantize_blockwise,
+)
+from minilora.quant.fast import padded_midpoints, quantize_eager, quantize_kernel
 
 # torch's inductor imports torch.utils.mkldnn, which warns about torch.jit (not ours)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
+TABLES = {"nf4": nf4_levels(), "fp4": fp4_levels(), "int4": int4_levels(), "nf3": normal_float_levels(3),
+          "nf5": normal_float_levels(5)}
+
+
+# --- the eager kernels ----------------------------------------------------------------------------
+
+def test_eager_quantize_equals_reference():
+    torch.manual_seed(2)
+    for name in ("nf4", "fp4", "int4", "nf3"):
+        for shape, bs in (((300, 77), 64), ((64, 64), 128), ((5,), 32), ((3, 1000), 4096)):
+            for dtype in (torch.float32, torch.bfloat16):
+                x = torch.randn(shape).to(dtype)
+                ref = quantize_blockwise(x, TABLES[name], bs, impl="reference")
+                fast_q = quantize_blockwise(x, TABLES[name], bs, impl="eager")
+                assert torch.equal(ref.packed, fast_q.packed) and torch.equal(ref.absmax, fast_q.absmax)
+
+
+def test_eager_dequantize_equals_reference():
+    torch.manual_seed(2)
+    for name in ("nf4", "fp4", "int4", "nf3"):
+        for shape, bs in (((300, 77), 64), ((64, 64), 128), ((5,), 32), ((3, 1000), 4096)):
+            for dtype in (torch.float32, torch.bfloat16):
+                x = torch.randn(shape).to(dtype)
+                ref = quantize_blockwise(x, TABLES[name], bs, impl="reference")
+                assert torch.equal(dequantize(ref, impl="reference"), dequantize(ref, impl="eager"))
+
+
+def test_binary_search_kernel_equals_bucketize_eagerly():
+    torch.manual_seed(3)
+    for levels in (nf4_levels(), fp4_levels(), int4_levels(), normal_float_levels(2)):
+        blocks = torch.randn(50, 64)
+        blocks[0, :5] = 0.0
+        args = (blocks, *padded_midpoints(levels))
+        for a, b in zip(quantize_kernel(*args), quantize_eager(*args)):
+            assert torch.equal(a, b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 700), blocksize=st.sampled_from([32, 64, 128, 256]),
+       name=st.sampled_from(sorted(TABLES)),
+       scale=st.floats(1e-6, 1e6), seed=st.integers(0, 2**16))
+def test_default_path_gives_the_reference_codes(n, blocksize, name, scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, generator=g) * scale
+    q = quantize_blockwise(x, TABLES[name], blocksize)
+    assert torch.equal(q.codes(), quantize_blockwise(x, TABLES[name], blocksize, impl="reference").codes())
+
+
+# --- the compiled path ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_compiled_equals_reference(dtype):
+def test_compiled_quantize_equals_reference(dtype):
     torch.manual_seed(0)
     for shape in ((512, 384), (1536, 384), (77, 100)):  # three sizes, one shape class per dtype
         x = torch.randn(shape).to(dtype)
@@ -23,6 +84,15 @@ def test_compiled_equals_reference(dtype):
             ref = quantize_blockwise(x, levels, 64, impl="reference")
             comp = quantize_blockwise(x, levels, 64, impl="compiled")
             assert torch.equal(ref.packed, comp.packed) and torch.equal(ref.absmax, comp.absmax)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_dequantize_equals_reference(dtype):
+    torch.manual_seed(0)
+    for shape in ((512, 384), (1536, 384), (77, 100)):  # three sizes, one shape class per dtype
+        x = torch.randn(shape).to(dtype)
+        for levels in (nf4_levels(), fp4_levels()):
+            ref = quantize_blockwise(x, levels, 64, impl="reference")
             assert torch.equal(dequantize(ref, impl="compiled"), dequantize(ref, impl="reference"))
 
 
@@ -69,12 +139,3 @@ def test_falls_back_to_eager_when_compilation_fails(monkeypatch):
         warnings.simplefilter("error")  # warned once; later calls go straight to eager
         quantize_blockwise(x, nf4_levels(), impl="compiled")
         dequantize(q, impl="compiled")
-
-
-def test_auto_compiles_only_large_cpu_tensors():
-    from minilora.quant.blockwise import _path
-
-    cpu, big, small = torch.device("cpu"), fast.COMPILE_MIN_NUMEL, fast.COMPILE_MIN_NUMEL - 1
-    assert _path("auto", cpu, big, 16) == "compiled" and _path("auto", cpu, small, 16) == "eager"
-    assert _path("auto", torch.device("cuda"), big, 16) == "eager"
-    assert _path("compiled", cpu, 10, 32) == "reference"  # > 16 levels: one code per byte

@@ -1,4 +1,4 @@
-"""Code tables (minilora.quant.levels): derived from their definitions, equal to the references."""
+"""minilora.quant.levels: the code tables, derived from their definitions and equal to the references."""
 
 from __future__ import annotations
 
@@ -29,9 +29,13 @@ def test_nf4_equals_the_shipped_table_value_for_value():
     assert torch.equal(nf4_levels(), torch.tensor(NF4_BNB, dtype=torch.float32))
 
 
-def test_nf4_equals_bitsandbytes_tables():
+def test_nf4_equals_bitsandbytes_4bit_table():
     F = pytest.importorskip("bitsandbytes.functional", reason="bitsandbytes is the reference")
     assert torch.equal(nf4_levels(), F.get_4bit_type("nf4", device="cpu"))
+
+
+def test_nf4_equals_the_ends_of_bitsandbytes_normal_map():
+    F = pytest.importorskip("bitsandbytes.functional", reason="bitsandbytes is the reference")
     full = F.create_normal_map()  # 256 entries: 7 negatives, 241 zeros, 8 positives
     assert torch.equal(nf4_levels(), torch.cat([full[:8], full[-8:]]))
 
@@ -44,11 +48,26 @@ def test_float64_grid_moves_ten_nf4_levels_by_a_few_ulps():
 
 
 @pytest.mark.parametrize("bits", range(2, 9))
-def test_normal_float_structure(bits):
+def test_normal_float_has_2_to_the_bits_float32_levels(bits):
     levels = normal_float_levels(bits)
     assert levels.numel() == 2**bits and levels.dtype == torch.float32
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_normal_float_levels_are_sorted_and_distinct(bits):
+    levels = normal_float_levels(bits)
     assert torch.all(levels[1:] > levels[:-1])  # sorted, distinct
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_normal_float_spans_minus_one_to_one_with_an_exact_zero(bits):
+    levels = normal_float_levels(bits)
     assert levels[0] == -1 and levels[-1] == 1 and int((levels == 0).sum()) == 1
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_normal_float_has_one_more_positive_level_than_negative(bits):
+    levels = normal_float_levels(bits)
     assert int((levels > 0).sum()) == 2 ** (bits - 1)  # one more positive than negative
 
 
@@ -72,27 +91,40 @@ def test_paper_formula_is_symmetric_without_zero():
 def test_fp4_is_bitsandbytes_table_in_code_order():
     expected = torch.tensor([0, 0.0625, 8, 12, 4, 6, 2, 3, -0.0, -0.0625, -8, -12, -4, -6, -2, -3]) / 12
     assert torch.equal(fp4_levels(), expected)
+
+
+def test_fp4_code_8_is_negative_zero():
     assert torch.signbit(fp4_levels()[8])  # code 8 is −0
+
+
+def test_fp4_equals_bitsandbytes_table():
     F = pytest.importorskip("bitsandbytes.functional", reason="bitsandbytes is the reference")
     assert torch.equal(fp4_levels(), F.get_4bit_type("fp4", device="cpu"))
 
 
-def test_int4_symmetric():
+def test_int4_is_15_symmetric_levels_around_zero():
     levels = int4_levels()
     assert levels.numel() == 15 and torch.equal(levels, -levels.flip(0)) and levels[7] == 0
+
+
+def test_int4_levels_are_evenly_spaced():
+    levels = int4_levels()
     assert torch.allclose(levels[1:] - levels[:-1], torch.full((14,), 1 / 7))
 
 
-def test_dynamic_map_equals_bitsandbytes():
+@pytest.mark.parametrize("kwargs, args", [({}, ()), (dict(max_exponent_bits=4), (True, 4, 8)),
+                                          (dict(signed=False), (False,))], ids=["default", "e4", "unsigned"])
+def test_dynamic_map_equals_bitsandbytes(kwargs, args):
     F = pytest.importorskip("bitsandbytes.functional", reason="bitsandbytes is the reference")
-    assert torch.equal(dynamic_map(), F.create_dynamic_map())
-    assert torch.equal(dynamic_map(max_exponent_bits=4), F.create_dynamic_map(True, 4, 8))
-    assert torch.equal(dynamic_map(signed=False), F.create_dynamic_map(False))
+    assert torch.equal(dynamic_map(**kwargs), F.create_dynamic_map(*args))
 
 
-def test_dynamic_map_shape():
+def test_dynamic_map_is_256_sorted_levels_up_to_one():
     m = dynamic_map()
     assert m.numel() == 256 and torch.all(m[1:] >= m[:-1]) and m[-1] == 1 and m.abs().max() == 1
+
+
+def test_dynamic_map_rejects_8_exponent_bits():
     with pytest.raises(ValueError, match="max_exponent_bits"):
         dynamic_map(max_exponent_bits=8)
 
@@ -104,26 +136,28 @@ def test_fp8_e4m3_equals_torch_float8():
 
 
 @pytest.mark.parametrize("bits", [1, 9, 4.0, True, "4"])
-def test_bad_bits(bits):
+def test_normal_float_levels_rejects_bits_outside_2_to_8(bits):
     with pytest.raises(ValueError, match=r"bits must be an int in \[2, 8\]"):
         normal_float_levels(bits)
 
 
 @pytest.mark.parametrize("offset", [0.5, 1.0, 1.2, "x"])
-def test_bad_offset(offset):
+def test_normal_float_levels_rejects_an_offset_outside_half_to_one(offset):
     with pytest.raises(ValueError, match="offset"):
         normal_float_levels(4, offset)
 
 
-def test_as_levels_validates():
+def test_as_levels_accepts_a_list():
     assert torch.equal(as_levels([-1.0, 0.0, 1.0]), torch.tensor([-1.0, 0.0, 1.0]))
-    with pytest.raises(ValueError, match="max \\|level\\| = 1"):
-        as_levels(torch.tensor([-0.5, 0.5]))
-    with pytest.raises(ValueError, match="2..256"):
-        as_levels(torch.ones(1))
-    with pytest.raises(ValueError, match="finite"):
-        as_levels(torch.tensor([-1.0, float("nan"), 1.0]))
-    with pytest.raises(TypeError, match="floating"):
-        as_levels(torch.tensor([-1, 0, 1]))
-    with pytest.raises(TypeError, match="levels must be"):
-        as_levels("nf4")
+
+
+@pytest.mark.parametrize("levels, err, match", [
+    (torch.tensor([-0.5, 0.5]), ValueError, "max \\|level\\| = 1"),
+    (torch.ones(1), ValueError, "2..256"),
+    (torch.tensor([-1.0, float("nan"), 1.0]), ValueError, "finite"),
+    (torch.tensor([-1, 0, 1]), TypeError, "floating"),
+    ("nf4", TypeError, "levels must be"),
+], ids=["not-scaled-to-one", "one-level", "nan", "integer", "a-name"])
+def test_as_levels_rejects_a_bad_table(levels, err, match):
+    with pytest.raises(err, match=match):
+        as_levels(levels)

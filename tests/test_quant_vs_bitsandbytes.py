@@ -1,4 +1,4 @@
-"""Cross-check against bitsandbytes 0.50 on CPU: same 4-bit codes, absmax and values.
+"""minilora.quant cross-checked against bitsandbytes 0.50 on CPU: same 4-bit codes, absmax and values.
 
 bitsandbytes is a reference only (never imported by minilora). Its CPU ``quantize_4bit`` is a
 pure-PyTorch kernel; its native CPU ``dequantize_4bit`` is wrong for some shapes (see
@@ -81,24 +81,52 @@ def test_bnb_cpu_dequantize_bug_is_documented():
         assert (rebuilt - x).abs().mean() < (native - x).abs().mean()
 
 
-def test_double_quant_matches_compress_statistics():
+@pytest.fixture(scope="module")
+def compressed():
+    """A 4096 × 4096 matrix quantised to NF4 with double quantisation by bitsandbytes
+    (compress_statistics=True) and by us: (x, packed, state, q)."""
     torch.manual_seed(0)
     x = torch.randn(4096, 4096)
     packed, state = F.quantize_4bit(x, blocksize=64, quant_type="nf4", compress_statistics=True)
-    q = quantize_blockwise(x, nf4_levels(), 64, double_quant=True)
+    return x, packed, state, quantize_blockwise(x, nf4_levels(), 64, double_quant=True)
+
+
+def test_double_quant_keeps_bitsandbytes_4bit_codes(compressed):
+    _, packed, _, q = compressed
     assert torch.equal(q.packed, packed.reshape(-1))  # the 4-bit codes use the exact absmax
+
+
+def test_double_quant_constants_equal_bitsandbytes_second_state(compressed):
+    _, _, state, q = compressed
     d = q.absmax
     assert torch.equal(d.offset, state.offset) and torch.equal(d.scale, state.state2.absmax)
     assert torch.equal(d.levels, state.state2.code) and d.blocksize == state.state2.blocksize == 256
-    agree = (d.codes == state.absmax).float().mean()
+
+
+def test_double_quant_8bit_codes_agree_with_bitsandbytes_on_99_percent(compressed):
+    _, _, state, q = compressed
+    agree = (q.absmax.codes == state.absmax).float().mean()
     assert agree > 0.99  # bitsandbytes' native 8-bit search is not always the nearest level
+
+
+def test_double_quant_values_within_1e_3_of_bitsandbytes(compressed):
+    _, packed, state, q = compressed
     theirs, ours = F.dequantize_4bit(packed, state), dequantize(q)
     assert float((theirs - ours).abs().mean() / theirs.abs().mean()) < 1e-3
+
+
+def test_our_8bit_codes_are_never_farther_than_bitsandbytes(compressed):
+    x, _, state, q = compressed
+    d = q.absmax
     # where the 8-bit codes differ, ours is never farther from the centred constant
     centred = quantize_blockwise(x, nf4_levels(), 64).absmax - d.offset
     target = centred / d.scale.repeat_interleave(256)[: centred.numel()]
     ours_err = (d.levels[d.codes.long()] - target).abs()
     theirs_err = (d.levels[state.absmax.long()] - target).abs()
     assert torch.all(ours_err <= theirs_err + 1e-7)
+
+
+def test_nf4_costs_4_5_bits_and_4_127_with_double_quant(compressed):
+    x, _, _, q = compressed
     assert bits_per_parameter(quantize_blockwise(x, nf4_levels(), 64)) == 4.5
     assert abs(bits_per_parameter(q) - 4.127) < 5e-4

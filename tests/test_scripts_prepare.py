@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_convert_format(script):
+def test_convert_adds_a_header_and_drops_carriage_returns(script):
     prep = script("data/prepare.py")
     out = prep.convert(b"1\t2.5\tGood movie\r\n2\t-1\tBad\r\n")
     assert out == b"id\tvalence\ttext\n1\t2.5\tGood movie\n2\t-1\tBad\n"

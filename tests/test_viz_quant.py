@@ -1,0 +1,39 @@
+"""minilora.viz.quant: the quantisation figures."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+from matplotlib.figure import Figure
+
+from minilora.quant import dequantize, fp4_levels, int4_levels, nf4_levels, quantize_blockwise
+from minilora.quant.analysis import error_table, gaussian_block_normalised
+from minilora.viz.quant import (
+    bits_error_figure,
+    construction_figure,
+    error_bars_figure,
+    levels_figure,
+    normality_figure,
+    quant_histogram_figure,
+)
+
+matplotlib.use("Agg")
+TABLES = {"NF4": nf4_levels(), "FP4": fp4_levels(), "INT4": int4_levels()}
+
+FIGURES = {
+    "normality_figure": lambda w: normality_figure(w, gaussian_block_normalised(50)),
+    "construction_figure": lambda w: construction_figure(nf4_levels(), 0.9677083),
+    "levels_figure": lambda w: levels_figure(TABLES),
+    "error_bars_figure": lambda w: error_bars_figure(error_table(w, TABLES),
+                                                     {"q": ["a.query"], "d": ["b.dense"]}),
+    "quant_histogram_figure": lambda w: quant_histogram_figure(
+        w["a.query"], dequantize(quantize_blockwise(w["a.query"], nf4_levels())), nf4_levels(), 64, "t"),
+    "bits_error_figure": lambda w: bits_error_figure([{"bits": 4.5, "rel": 0.1, "label": "a"},
+                                                      {"bits": 4.1, "rel": 0.11, "label": "b"}],
+                                                     {"bits": 4.2, "rel": 0.1}),
+}
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_quant_figure_returns_a_figure(quant_weights, name):
+    assert isinstance(FIGURES[name](quant_weights), Figure)
