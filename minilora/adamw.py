@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import torch
 
-from .checks import ArgumentTypeError, check_number
+from .checks import ArgumentTypeError, check_int, check_number
 
 STATE_KEYS = ("exp_avg", "exp_avg_sq")
+FLOAT32_TINY = torch.finfo(torch.float32).tiny
+FLOAT32_MAX = torch.finfo(torch.float32).max
 ADAMW_STATE_BYTES_PER_PARAMETER = 8  # m and v in fp32: what AdamW keeps per trained number
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Measured bytes of the tensors in ``optimizer.state`` (AdamW: ``exp_avg`` and
     ``exp_avg_sq`` per parameter; the scalar ``step`` counters are not counted)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     return sum(v.numel() * v.element_size() for s in optimizer.state.values()
                for v in s.values() if torch.is_tensor(v) and v.dim() > 0)
 
@@ -41,14 +45,23 @@ def check_hyperparameters(lr, betas, eps, weight_decay) -> None:
         raise ArgumentTypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     for i, beta in enumerate(betas):
         check_number(beta, f"betas[{i}]", 0.0, 1.0, high_open=True)
-    check_number(eps, "eps", 0.0, low_open=True)
+    check_number(eps, "eps", FLOAT32_TINY, why=" (smaller underflows to 0 in float32 and divides by zero)")
     check_number(weight_decay, "weight_decay", 0.0)
+    if lr * weight_decay >= 1:
+        raise ValueError(f"lr × weight_decay must be < 1 (the decay multiplies θ by 1 − lr·weight_decay), "
+                         f"got {lr} × {weight_decay}")
+    if lr / (1 - betas[0]) > FLOAT32_MAX:
+        raise ValueError(f"lr is too large: the first update scales by lr/(1 − β1) = "
+                         f"{lr / (1 - betas[0]):.3g}, beyond float32's range")
 
 
 def adamw_update(params, grads, exp_avgs, exp_avg_sqs, step: int, *, lr: float, beta1: float,
                  beta2: float, eps: float, weight_decay: float) -> None:
     """One AdamW step, in place, on equal-length lists of tensors that share device, dtype and
     step number ``t = step`` (Loshchilov & Hutter 2019, Algorithm 2, lines 6-12)."""
+    check_int(step, "step", 1)
+    if not len(params) == len(grads) == len(exp_avgs) == len(exp_avg_sqs) or not params:
+        raise ValueError("params, grads, exp_avgs and exp_avg_sqs must be non-empty lists of equal length")
     if weight_decay != 0:
         # θ ← θ (1 − η λ)
         torch._foreach_mul_(params, 1 - lr * weight_decay)
@@ -78,6 +91,12 @@ class AdamW(torch.optim.Optimizer):
         check_hyperparameters(lr, betas, eps, weight_decay)
         if foreach not in (None, True, False):
             raise TypeError(f"foreach must be None, True or False, got {foreach!r}")
+        if isinstance(params, torch.Tensor):
+            raise TypeError("params must be an iterable of tensors or of parameter groups (dicts), "
+                            "not one tensor: pass [p] or model.parameters()")
+        params = list(params)
+        if not params:
+            raise ValueError("params is empty: nothing to optimise (are all parameters frozen?)")
         self.foreach = foreach
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
@@ -102,21 +121,41 @@ class AdamW(torch.optim.Optimizer):
             check_hyperparameters(*(group.get(k) for k in ("lr", "betas", "eps", "weight_decay")))
         params = [p for g in self.param_groups for p in g["params"]]
         for index, entry in state_dict["state"].items():
-            p = params[index] if isinstance(index, int) and 0 <= index < len(params) else None
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(params):
+                raise ValueError(f"state key {index!r} must be a parameter index in [0, {len(params)})")
+            p = params[index]
+            if not isinstance(entry, dict) or not all(k in entry for k in ("step", *STATE_KEYS)):
+                raise ValueError(f"state[{index}] must hold 'step', 'exp_avg' and 'exp_avg_sq'")
+            step = entry["step"]
+            if not isinstance(step, (torch.Tensor, int, float)) or float(step) < 0:
+                raise ValueError(f"state[{index}]['step'] must be a count >= 0, got {step!r}")
             for key in STATE_KEYS:
-                if p is not None and key in entry and tuple(entry[key].shape) != tuple(p.shape):
-                    raise ValueError(f"state[{index}]['{key}'] has shape {tuple(entry[key].shape)}, but "
+                t = entry[key]
+                if not isinstance(t, torch.Tensor):
+                    raise TypeError(f"state[{index}]['{key}'] must be a tensor, got {type(t).__name__}")
+                if tuple(t.shape) != tuple(p.shape):
+                    raise ValueError(f"state[{index}]['{key}'] has shape {tuple(t.shape)}, but "
                                      f"parameter {index} has shape {tuple(p.shape)}")
+                if not bool(torch.isfinite(t).all()):
+                    raise ValueError(f"state[{index}]['{key}'] holds NaN or inf")
         super().load_state_dict(state_dict)
 
     def add_param_group(self, param_group: dict) -> None:
-        """Add a group (its own lr/betas/eps/weight_decay override the defaults), validated."""
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        check_hyperparameters(group["lr"], group["betas"], group["eps"], group["weight_decay"])
-        for p in group["params"]:
-            if not p.is_floating_point():
-                raise TypeError(f"AdamW needs real floating-point parameters, got dtype {p.dtype}")
+        """Add a group (its own lr/betas/eps/weight_decay override the defaults). Everything is
+        checked first, so a refused group is never installed."""
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError("param_group must be a dict with a 'params' entry")
+        merged = {**self.defaults, **param_group}
+        check_hyperparameters(merged["lr"], merged["betas"], merged["eps"], merged["weight_decay"])
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        for p in params:
+            if not isinstance(p, torch.Tensor) or not p.is_floating_point() or p.is_complex():
+                raise TypeError(f"AdamW needs real floating-point parameters, got "
+                                f"{getattr(p, 'dtype', type(p).__name__)}")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("a parameter appears twice in params: it would be updated twice per step")
+        super().add_param_group({**param_group, "params": params})
 
     def new_state_buffer(self, p: torch.Tensor) -> torch.Tensor:
         """A zeroed tensor like ``p`` for m or v (``PagedAdamW`` puts big ones in managed memory)."""
@@ -134,6 +173,13 @@ class AdamW(torch.optim.Optimizer):
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns ``closure()``'s loss."""
         loss = None
+        if closure is not None and not callable(closure):
+            raise TypeError(f"closure must be a callable returning the loss, got {type(closure).__name__}")
+        for i, group in enumerate(self.param_groups):  # edited since construction? check before any update
+            try:
+                check_hyperparameters(group["lr"], group["betas"], group["eps"], group["weight_decay"])
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"param_groups[{i}]: {e}") from None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()

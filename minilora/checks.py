@@ -53,7 +53,11 @@ def check_number(value, name: str, low=None, high=None, *, low_open=False, high_
         raise ArgumentTypeError(f"{name} must be a real number "
                                 f"{_range_text(low, high, low_open, high_open)}{why}, "
                                 f"got {type(value).__name__} {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        raise ValueError(f"{name} must be a finite number {_range_text(low, high, low_open, high_open)}"
+                         f"{why}, got an int too large for a float") from None
     bad = not math.isfinite(value)
     if low is not None:
         bad = bad or (value <= low if low_open else value < low)
@@ -65,12 +69,21 @@ def check_number(value, name: str, low=None, high=None, *, low_open=False, high_
     return value
 
 
+def _same(a, b) -> bool:
+    """``a == b`` without the surprises: no str/number or bool/int mixing, no array truth values."""
+    if a is b:
+        return True
+    if isinstance(a, str) != isinstance(b, str) or isinstance(a, bool) != isinstance(b, bool):
+        return False
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+
+
 def check_choice(value, name: str, choices) -> object:
     """``value`` if it is one of ``choices``; ``ValueError`` listing them otherwise."""
-    try:
-        ok = value in choices
-    except TypeError:  # unhashable value against a set/dict
-        ok = False
-    if not ok:
+    choices = tuple(choices)  # a str of choices must not match its substrings
+    if not any(_same(value, c) for c in choices):
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,15 @@ class Snippet:
     valence: float
     label: int | None
 
+    def __post_init__(self):
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise TypeError(f"id must be a non-empty str, got {self.id!r}")
+        if not isinstance(self.text, str):
+            raise TypeError(f"text must be a str, got {type(self.text).__name__}")
+        check_number(self.valence, "valence")
+        if self.label is not None and (isinstance(self.label, bool) or self.label not in (0, 1)):
+            raise ValueError(f"label must be 0, 1 or None, got {self.label!r}")
+
 
 def data_dir() -> Path:
     """The folder with the committed ``<domain>.tsv`` files (wheel copy or source tree)."""
@@ -54,14 +65,29 @@ def label_of(valence: float) -> int | None:
     return 1 if valence > 0 else 0 if valence < 0 else None
 
 
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
 def read_tsv(path) -> list[Snippet]:
     """The rows of one snippet file (``id<TAB>valence<TAB>text`` under that header line).
 
-    Every row is checked: three fields, a unique non-empty id, a finite valence in
-    [−4, 4], a non-empty text. A bad row raises ``ValueError`` naming the file and line.
+    Every row is checked: three fields, a unique id without surrounding spaces, a plain
+    decimal valence in [−4, 4], a non-empty text, valid UTF-8. A bad row raises
+    ``ValueError`` naming the file and line.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file path, got {type(path).__name__}")
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").split("\n")
+    if not path.is_file():
+        raise FileNotFoundError(f"path must be a snippet file (.tsv), {path} is "
+                                f"{'a folder' if path.is_dir() else 'missing'}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    lines = text.split("\n")
     if lines[0] != HEADER:
         raise ValueError(f"{path}:1: the header must be {HEADER!r}, got {lines[0][:80]!r}")
     rows, seen = [], set()
@@ -73,14 +99,14 @@ def read_tsv(path) -> list[Snippet]:
             raise ValueError(f"{path}:{number}: expected 3 tab-separated fields (id, valence, text), "
                              f"got {len(fields)}")
         rid, raw, text = fields
-        try:
-            valence = float(raw)
-        except ValueError:
-            raise ValueError(f"{path}:{number}: valence {raw!r} is not a number") from None
+        if not NUMBER.fullmatch(raw):  # float() would also take '0_3', 'nan', ' 1'
+            raise ValueError(f"{path}:{number}: valence {raw!r} is not a number")
+        valence = float(raw)
         if not VALENCE_RANGE[0] <= valence <= VALENCE_RANGE[1]:  # False for NaN too
             raise ValueError(f"{path}:{number}: valence must be a finite number in [-4, 4], got {raw!r}")
-        if not rid or rid in seen:
-            raise ValueError(f"{path}:{number}: id {rid!r} is empty or repeats an earlier row")
+        if not rid or rid != rid.strip() or rid in seen:
+            raise ValueError(f"{path}:{number}: id {rid!r} is empty, has surrounding spaces or repeats an "
+                             "earlier row")
         if not text.strip():
             raise ValueError(f"{path}:{number}: the text is empty")
         seen.add(rid)
@@ -119,7 +145,7 @@ def load_snippets(domain="movie", split="train", include_neutral=False) -> list[
     return [s for s in rows if include_neutral or s.label is not None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Encoded:
     """A tokenised split: right-padded ``input_ids``/``attention_mask`` (N x L), ``labels`` (N)."""
 
@@ -137,12 +163,28 @@ class Encoded:
         if self.labels.dim() != 1 or self.labels.shape[0] != self.input_ids.shape[0]:
             raise ValueError(f"labels must be 1-D with one label per row ({self.input_ids.shape[0]}), "
                              f"got shape {tuple(self.labels.shape)}")
+        for name in ("input_ids", "attention_mask", "labels"):
+            t = getattr(self, name)
+            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+                raise TypeError(f"{name} must hold integers, got {t.dtype}")
+        if self.labels.numel() and int(self.labels.min()) < 0:
+            raise ValueError("labels must be class indices >= 0")
+        if self.attention_mask.numel():
+            if not bool(((self.attention_mask == 0) | (self.attention_mask == 1)).all()):
+                raise ValueError("attention_mask must hold 0 (padding) and 1 (token) only")
+            if not bool((self.attention_mask.sum(1) > 0).all()):
+                raise ValueError("attention_mask has a row with no token")
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
     def batch(self, index) -> dict[str, torch.Tensor]:
         """Rows ``index``, trimmed to the longest sequence among them (dynamic padding)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        if index.dim() != 1 or index.numel() == 0:
+            raise ValueError("index must be a non-empty 1-D list of row numbers")
+        if int(index.min()) < -len(self) or int(index.max()) >= len(self):
+            raise ValueError(f"index must hold row numbers in [0, {len(self)}), got {index.tolist()[:5]}...")
         mask = self.attention_mask[index]
         width = int(mask.sum(1).max())
         return {"input_ids": self.input_ids[index, :width], "attention_mask": mask[:, :width],
@@ -171,7 +213,10 @@ def check_nonempty(data, name: str = "data") -> int:
 def encode(snippets, tokenizer, max_length=64) -> Encoded:
     """Tokenise once (truncate to ``max_length`` tokens); labels must all be 0/1."""
     check_int(max_length, "max_length", 2, 512)
-    snippets = list(snippets)
+    try:
+        snippets = list(snippets)
+    except TypeError:
+        raise TypeError(f"snippets must be an iterable of Snippet, got {type(snippets).__name__}") from None
     if not snippets:
         raise ValueError("snippets is empty")
     for i, s in enumerate(snippets):
@@ -184,6 +229,9 @@ def encode(snippets, tokenizer, max_length=64) -> Encoded:
             raise ValueError(f"snippets[{i}].label must be 0 or 1, got {s.label!r}")
         if not isinstance(s.text, str) or not s.text.strip():
             raise ValueError(f"snippets[{i}].text must be a non-empty string")
+    if not callable(tokenizer):
+        raise TypeError("tokenizer must be the model's tokenizer (a callable, e.g. from load_model), "
+                        f"got {type(tokenizer).__name__}")
     enc = tokenizer([s.text for s in snippets], padding="longest", truncation=True,
                     max_length=max_length, return_tensors="pt")
     return Encoded(enc["input_ids"], enc["attention_mask"], torch.tensor([s.label for s in snippets]))
@@ -197,7 +245,10 @@ def sample_indices(keys, n: int, seed: int = 0) -> list[int]:
     on the keys and the seed only, not on the library version or the item order. All
     positions when ``n >= len(keys)``.
     """
-    keys = list(keys)
+    try:
+        keys = list(keys)
+    except TypeError:
+        raise TypeError(f"keys must be an iterable of item keys, got {type(keys).__name__}") from None
     n = check_int(n, "n", 1)
     seed = check_int(seed, "seed", 0)
     if n >= len(keys):

@@ -51,7 +51,7 @@ def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
     The new classifier is initialised under ``torch.manual_seed(seed)`` so runs repeat.
     """
     check_int(num_labels, "num_labels", 1)
-    seed = check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", 0, 2**63 - 1)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
     target = check_device(device)  # before the (slow) load, not after it
@@ -124,6 +124,9 @@ def check_device(device) -> torch.device:
     except (RuntimeError, TypeError):
         raise ValueError("device must be 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device, "
                          f"got {device!r}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be cpu, cuda or mps, got {str(device)!r} (a '{device.type}' tensor "
+                         "holds no usable weights here)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} but this machine has no usable CUDA GPU "
                          f"(torch {torch.__version__}); use device=None (cpu)")

@@ -32,7 +32,7 @@ Z_POWER_80 = 0.8416212335729143  # one-sided 80 % power
 def binomial_se(accuracy: float, n: int) -> float:
     """Standard error of an accuracy measured on ``n`` examples: ``sqrt(p(1 − p)/n)``."""
     p = check_number(accuracy, "accuracy", 0.0, 1.0)
-    n = check_int(n, "n", 1)
+    n = check_int(n, "n", 1, 2**53)
     return math.sqrt(p * (1 - p) / n)
 
 
@@ -44,6 +44,8 @@ def compare(acc_a: float, acc_b: float, n: int, z: float = 2.0) -> str:
     (for a, relative to b). For two models on the same rows use ``mcnemar`` instead.
     """
     z = check_number(z, "z", 0.0, low_open=True)
+    acc_a = check_number(acc_a, "acc_a", 0.0, 1.0)
+    acc_b = check_number(acc_b, "acc_b", 0.0, 1.0)
     se = math.hypot(binomial_se(acc_a, n), binomial_se(acc_b, n))
     if acc_a - acc_b > z * se:
         return "higher"
@@ -52,15 +54,27 @@ def compare(acc_a: float, acc_b: float, n: int, z: float = 2.0) -> str:
     return "no difference"
 
 
-def _as_bool_vector(x, name: str) -> np.ndarray:
+def _as_array(x, name: str) -> np.ndarray:
+    """``x`` (a list, array or tensor of any dtype/device) as a 1-D NumPy array."""
     if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x)
+        if x.device.type == "meta":
+            raise ValueError(f"{name} is a meta tensor: it holds no values")
+        x = x.detach().cpu()
+        x = x.float() if x.is_floating_point() and x.dtype != torch.float64 else x
+        x = x.numpy()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be a 1-D sequence of numbers ({e})") from None
+
+
+def _as_bool_vector(x, name: str) -> np.ndarray:
+    arr = _as_array(x, name)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of per-row outcomes, "
                          f"got shape {arr.shape}")
     if arr.dtype != bool:
-        if not np.isin(arr, (0, 1)).all():
+        if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
             raise ValueError(f"{name} must hold booleans (or 0/1): was each row predicted correctly")
         arr = arr.astype(bool)
     return arr
@@ -87,6 +101,16 @@ class PairedTest:
     pvalue: float
     detectable: float
 
+    def __post_init__(self):
+        n = check_int(self.n, "n", 1)
+        check_int(self.a_only, "a_only", 0, n)
+        check_int(self.b_only, "b_only", 0, n - self.a_only, " (a_only + b_only <= n)")
+        for name in ("accuracy_a", "accuracy_b", "pvalue"):
+            check_number(getattr(self, name), name, 0.0, 1.0)
+        check_number(self.difference, "difference", -1.0, 1.0)
+        for name in ("se", "detectable"):
+            check_number(getattr(self, name), name, 0.0)
+
     def verdict(self, alpha: float = 0.05) -> str:
         """"higher" / "lower" (A relative to B) when ``pvalue < alpha``, else
         "not detectable at this size"."""
@@ -104,10 +128,14 @@ class PairedTest:
 
 
 def paired_se(a_only: int, b_only: int, n: int) -> float:
-    """SE of ``(a_only − b_only)/n`` for paired binary outcomes:
-    ``sqrt((a_only + b_only) − (a_only − b_only)²/n) / n``. With no discordant row it uses
-    one discordant row (the resolution of ``n`` rows) so the detectable difference stays
-    finite and positive."""
+    """SE of ``(a_only − b_only)/n`` for paired binary outcomes
+    (0 ≤ a_only, b_only; a_only + b_only ≤ n):
+    ``sqrt((a_only + b_only) − (a_only − b_only)²/n) / n``, never below ``1/n`` (the
+    resolution of ``n`` rows: one row more or less), so the detectable difference of a test
+    with no or one discordant row stays positive rather than 0."""
+    n = check_int(n, "n", 1)
+    check_int(a_only, "a_only", 0, n)
+    check_int(b_only, "b_only", 0, n - a_only, " (a_only + b_only <= n)")
     discordant = max(a_only + b_only, 1)
     return math.sqrt(max(discordant - (a_only - b_only) ** 2 / n, 1.0)) / n
 
@@ -143,6 +171,14 @@ class BootstrapCI:
     level: float
     n: int
 
+    def __post_init__(self):
+        for name in ("difference", "low", "high"):
+            check_number(getattr(self, name), name)
+        if not self.low <= self.high:
+            raise ValueError(f"low must be <= high, got {self.low} and {self.high}")
+        check_number(self.level, "level", 0.0, 1.0, low_open=True, high_open=True)
+        check_int(self.n, "n", 2)
+
     @property
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
@@ -158,18 +194,25 @@ def paired_bootstrap(values_a, values_b, n_boot: int = 10_000, level: float = 0.
                      ) -> BootstrapCI:
     """Percentile bootstrap CI of ``mean(a − b)`` for paired per-row values (accuracy as 0/1,
     a per-row loss or KL...): resample rows with replacement ``n_boot`` times."""
-    a = np.asarray(values_a.detach().cpu() if isinstance(values_a, torch.Tensor) else values_a, float)
-    b = np.asarray(values_b.detach().cpu() if isinstance(values_b, torch.Tensor) else values_b, float)
+    a, b = _as_array(values_a, "values_a"), _as_array(values_b, "values_b")
+    for name, arr in (("values_a", a), ("values_b", b)):
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    a, b = a.astype(np.float64), b.astype(np.float64)
     if a.ndim != 1 or a.shape != b.shape or a.size < 2:
         raise ValueError("values_a and values_b must be 1-D of the same length >= 2, "
                          f"got {a.shape} and {b.shape}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("values_a and values_b must be finite")
-    n_boot = check_int(n_boot, "n_boot", 100)
+    n_boot = check_int(n_boot, "n_boot", 100, 1_000_000)
     level = check_number(level, "level", 0.0, 1.0, low_open=True, high_open=True)
     seed = check_int(seed, "seed", 0)
     d = a - b
+    if not np.isfinite(d).all():
+        raise ValueError("values_a − values_b overflows: rescale the values")
     rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(1)
+    chunk = max(1, 2_000_000 // d.size)  # resample in chunks: memory stays ~16 MB for any n_boot
+    means = np.concatenate([d[rng.integers(0, d.size, size=(min(chunk, n_boot - i), d.size))].mean(1)
+                            for i in range(0, n_boot, chunk)])
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return BootstrapCI(float(d.mean()), float(lo), float(hi), level, int(d.size))

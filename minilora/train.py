@@ -52,7 +52,12 @@ class History:
 
 
 def _device_of(model) -> torch.device:
-    return next(model.parameters()).device
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    p = next(model.parameters(), None)
+    if p is None:
+        raise ValueError("model has no parameters")
+    return p.device
 
 
 def _to(batch: dict, device) -> dict:
@@ -76,6 +81,9 @@ def predict(model, data: Encoded, batch_size=128) -> torch.Tensor:
         out.append(model(**_to(batch, device)).logits.float().cpu())
     model.train(was_training)
     logits = torch.cat(out)
+    if not bool(torch.isfinite(logits).all()):  # argmax of NaN would score as a real prediction
+        raise FloatingPointError("the model produced non-finite logits (NaN/inf): its weights or inputs "
+                                 "are broken, so no accuracy can be computed")
     return logits[torch.argsort(order)]
 
 
@@ -92,13 +100,22 @@ def positive_probability(model, tokenizer, texts, max_length=64) -> list[float]:
         texts = [texts]
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise ValueError("texts must be non-empty strings")
+    if not callable(tokenizer):
+        raise TypeError("tokenizer must be the model's tokenizer (a callable), "
+                        f"got {type(tokenizer).__name__}")
+    check_int(max_length, "max_length", 2, 512)
     was_training = model.training
     model.eval()
     device = _device_of(model)
     enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    probs = model(**_to(dict(enc), device)).logits.float().softmax(-1)[:, 1]
+    logits = model(**_to(dict(enc), device)).logits.float()
     model.train(was_training)
-    return probs.cpu().tolist()
+    if logits.shape[-1] != 2:
+        raise ValueError("model must have 2 labels (negative, positive) for P(positive), "
+                         f"it has {logits.shape[-1]}")
+    if not bool(torch.isfinite(logits).all()):
+        raise FloatingPointError("the model produced non-finite logits (NaN/inf): no probability to report")
+    return logits.softmax(-1)[:, 1].cpu().tolist()
 
 
 def lr_multiplier(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -109,6 +126,9 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int) -> float:
         2. decay,  s ≥ W:    (T − s) / (T − W)            1 at s = W, 1/(T − W) at the last step
     The optimizer's lr is multiplied by this value (``torch.optim.lr_scheduler.LambdaLR``).
     """
+    total_steps = check_int(total_steps, "total_steps", 1)
+    warmup_steps = check_int(warmup_steps, "warmup_steps", 0, total_steps)
+    step = check_int(step, "step", 0)
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     return max(0.0, (total_steps - step) / max(total_steps - warmup_steps, 1))
@@ -118,6 +138,10 @@ def gradient_norm(optimizer, clip=None) -> torch.Tensor:
     """The global L2 norm of the gradients of ``optimizer``'s parameters; with ``clip`` the
     gradients are scaled so the norm is at most ``clip`` (``clip_grad_norm_``). Returns the
     norm before clipping."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if clip is not None:
+        check_number(clip, "clip", 0.0, low_open=True, why=" or None")
     params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     if not params:
         raise RuntimeError("no parameter received a gradient: does the loss depend on the trainable "
@@ -136,7 +160,11 @@ def _make_optimizer(optimizer, model, lr, weight_decay):
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     if callable(optimizer):
-        return optimizer(params)
+        made = optimizer(params)
+        if not isinstance(made, torch.optim.Optimizer):
+            raise TypeError("optimizer(params) must return a torch.optim.Optimizer, "
+                            f"got {type(made).__name__}")
+        return made
     raise TypeError("optimizer must be None, an Optimizer or a callable(params), "
                     f"got {type(optimizer).__name__}")
 
@@ -188,7 +216,11 @@ def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_dec
         for batch in batches(data, batch_size, shuffle=True, generator=gen):
             loss = model(**_to(batch, device)).loss
             if extra_loss is not None:
-                loss = loss + extra_loss(model)
+                extra = extra_loss(model)
+                if not isinstance(extra, torch.Tensor) or extra.numel() != 1:
+                    raise TypeError("extra_loss(model) must return a scalar tensor, got "
+                                    f"{getattr(extra, 'shape', type(extra).__name__)}")
+                loss = loss + extra.reshape(())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower lr")
             opt.zero_grad(set_to_none=True)
@@ -218,6 +250,9 @@ def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_dec
                 break
     bar.close()
     model.eval()
+    bad = [n for n, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
+    if bad:  # finite gradients can still overflow in the update (a huge lr): say so, once, at the end
+        raise FloatingPointError(f"training produced non-finite weights in {bad[:3]}; lower lr")
     history.wall_time = time.perf_counter() - start
     history.seconds_per_step = (history.wall_time - eval_time) / steps  # training only
     if device.type == "cuda":

@@ -255,7 +255,7 @@ class Tiny(nn.Module):
 
 def test_a_nan_gradient_stops_training_before_the_weights_change():
     model = Tiny(poison_at=3)  # the last step's gradient is NaN, its loss finite
-    data = Encoded(torch.randn(8, 3), torch.ones(8, 3, dtype=torch.long), torch.randint(0, 2, (8,)))
+    data = Encoded(torch.randint(0, 9, (8, 3)), torch.ones(8, 3, dtype=torch.long), torch.randint(0, 2, (8,)))
     with pytest.raises(FloatingPointError, match="step 3"):
         train(model, data, steps=3, batch_size=8, lr=1e-2, progress=False)
     assert torch.isfinite(model.lin.weight).all()

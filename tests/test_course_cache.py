@@ -11,6 +11,7 @@ import torch
 from minilora.course import cache
 
 MODULE = "minilora.course.runs"  # any module with a closure; the key's code part
+KEY = "0123456789abcdef0123"  # any hex digest
 
 
 @pytest.fixture
@@ -153,20 +154,20 @@ def test_corrupt_entry_is_recomputed(where):
 
 def test_failed_compute_leaves_nothing(where):
     with pytest.raises(ZeroDivisionError):
-        cache.load_or_compute("z", "k", lambda: 1 / 0)
+        cache.load_or_compute("z", KEY, lambda: 1 / 0)
     assert not list(where.iterdir())
 
 
 def test_disabled_cache_always_computes(monkeypatch):
     monkeypatch.setenv("MINILORA_CACHE", "off")
     assert cache.cache_dir() is None
-    assert not cache.load_or_compute("w", "k", lambda: ({"v": torch.ones(1)}, {}))[2]
+    assert not cache.load_or_compute("w", KEY, lambda: ({"v": torch.ones(1)}, {}))[2]
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x/../../y", 3])
 def test_entry_name_cannot_leave_the_cache_folder(where, name):
     with pytest.raises(ValueError, match="name"):
-        cache.load_or_compute(name, "k", lambda: ({"v": torch.ones(1)}, {}))
+        cache.load_or_compute(name, KEY, lambda: ({"v": torch.ones(1)}, {}))
     assert not list(where.parent.glob("x*"))
 
 
@@ -175,23 +176,23 @@ def test_unwritable_cache_warns_and_returns_the_result(tmp_path, monkeypatch):
     blocker.write_text("a file where the cache folder should be")
     monkeypatch.setenv("MINILORA_CACHE", str(blocker))
     with pytest.warns(RuntimeWarning, match="could not store cache entry"):
-        t, meta, hit = cache.load_or_compute("v", "k", lambda: ({"v": torch.ones(1)}, {"a": 1}))
+        t, meta, hit = cache.load_or_compute("v", KEY, lambda: ({"v": torch.ones(1)}, {"a": 1}))
     assert not hit and meta == {"a": 1} and torch.equal(t["v"], torch.ones(1))
 
 
 def test_meta_that_is_not_json_warns_and_returns_the_result(where):
     with pytest.warns(RuntimeWarning, match="could not store"):
-        _, meta, _ = cache.load_or_compute("m", "k", lambda: ({"v": torch.ones(1)}, {"x": object()}))
+        _, meta, _ = cache.load_or_compute("m", KEY, lambda: ({"v": torch.ones(1)}, {"x": object()}))
     assert "x" in meta and not list(where.iterdir())
 
 
 def test_entries_honour_the_umask(where):
     old = os.umask(0o022)
     try:
-        cache.load_or_compute("p", "k", lambda: ({"v": torch.ones(1)}, {}))
+        cache.load_or_compute("p", KEY, lambda: ({"v": torch.ones(1)}, {}))
     finally:
         os.umask(old)
-    (entry,) = where.glob("p-k.safetensors")
+    (entry,) = where.glob(f"p-{KEY}.safetensors")
     assert stat.S_IMODE(entry.stat().st_mode) == 0o644
 
 

@@ -1,6 +1,7 @@
 """minilora.data: the four sentiment domains, their splits, encoding, batches and samples."""
 
 import collections
+import dataclasses
 
 import pytest
 import torch
@@ -119,7 +120,7 @@ def test_unshuffled_batches_keep_row_order(tweets_test):
 def test_shuffled_batches_cover_every_row_once(minilm_read_only):
     _, tok = minilm_read_only
     data = encode(load_snippets("amazon", "val"), tok)
-    data.labels = torch.arange(len(data))  # tag rows to check coverage
+    data = dataclasses.replace(data, labels=torch.arange(len(data)))  # tag rows to check coverage
     got = torch.cat([b["labels"] for b in batches(data, 16, shuffle=True, generator=torch.Generator())])
     assert sorted(got.tolist()) == list(range(len(data)))
 

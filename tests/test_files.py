@@ -118,29 +118,49 @@ def test_atomic_folder_writes_a_new_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["a.json", "b.bin"]
 
 
+EVERYTHING = ("a.json", "notes.txt", "sub", "b.json")
+
+
 def test_atomic_folder_replaces_the_files_written(old_folder):
-    with atomic_folder(old_folder) as tmp:
+    with atomic_folder(old_folder, replaces=EVERYTHING) as tmp:
         (tmp / "a.json").write_text("new a")
         (tmp / "b.json").write_text("new b")
     assert (old_folder / "a.json").read_text() == "new a" and (old_folder / "b.json").read_text() == "new b"
 
 
-def test_atomic_folder_keeps_unrelated_files(old_folder):
-    with atomic_folder(old_folder) as tmp:
-        (tmp / "a.json").write_text("new a")
+def test_atomic_folder_refuses_a_folder_holding_files_it_may_not_replace(old_folder):
+    with pytest.raises(ValueError, match=r"holds other files \['notes.txt', 'sub'\]"):
+        with atomic_folder(old_folder, replaces=("a.json",)) as tmp:
+            (tmp / "a.json").write_text("new a")
     assert (old_folder / "notes.txt").read_text() == "mine"
-    assert (old_folder / "sub" / "x.txt").read_text() == "x"
+    assert (old_folder / "a.json").read_text() == "old a"
+    assert leftovers(old_folder.parent) == []
+
+
+@pytest.mark.parametrize("where", ["/", ".", ".."])
+def test_atomic_folder_refuses_the_root_and_the_current_folder(where):
+    with pytest.raises(ValueError, match="folder of its own"):
+        with atomic_folder(where, replaces=None):
+            pass
+
+
+def test_atomic_folder_refuses_a_symlink(tmp_path, old_folder):
+    link = tmp_path / "link"
+    link.symlink_to(old_folder)
+    with pytest.raises(ValueError, match="symbolic link"):
+        with atomic_folder(link, replaces=None):
+            pass
 
 
 def test_atomic_folder_does_not_write_into_the_old_folder_before_the_end(old_folder):
-    with atomic_folder(old_folder) as tmp:
+    with atomic_folder(old_folder, replaces=EVERYTHING) as tmp:
         (tmp / "a.json").write_text("new a")
         assert tmp != old_folder
         assert (old_folder / "a.json").read_text() == "old a"  # old content until the swap
 
 
 def test_atomic_folder_leaves_nothing_beside_the_target(old_folder):
-    with atomic_folder(old_folder) as tmp:
+    with atomic_folder(old_folder, replaces=EVERYTHING) as tmp:
         (tmp / "a.json").write_text("new a")
     assert leftovers(old_folder.parent) == [] and [p.name for p in old_folder.parent.iterdir()] == ["adapter"]
 
@@ -148,7 +168,7 @@ def test_atomic_folder_leaves_nothing_beside_the_target(old_folder):
 def test_a_failing_write_inside_atomic_folder_leaves_the_old_folder(old_folder):
     before = {p.relative_to(old_folder): p.read_text() for p in old_folder.rglob("*") if p.is_file()}
     with pytest.raises(RuntimeError, match="disk full"):
-        with atomic_folder(old_folder) as tmp:
+        with atomic_folder(old_folder, replaces=EVERYTHING) as tmp:
             (tmp / "a.json").write_text("new a")
             raise RuntimeError("disk full")
     after = {p.relative_to(old_folder): p.read_text() for p in old_folder.rglob("*") if p.is_file()}
@@ -157,7 +177,7 @@ def test_a_failing_write_inside_atomic_folder_leaves_the_old_folder(old_folder):
 
 def test_a_failing_write_inside_atomic_folder_leaves_no_temp_folder(old_folder):
     with pytest.raises(RuntimeError):
-        with atomic_folder(old_folder) as tmp:
+        with atomic_folder(old_folder, replaces=EVERYTHING) as tmp:
             (tmp / "a.json").write_text("new a")
             raise RuntimeError("disk full")
     assert leftovers(old_folder.parent) == []

@@ -36,17 +36,19 @@ from ..files import atomic_write
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the minilora/ folder
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+KEY_PATTERN = re.compile(r"[0-9a-f]{8,64}")
+OFF = ("off", "0", "none", "false", "no")
 
 
 def cache_dir() -> Path | None:
     """The cache folder, or None when disabled with ``MINILORA_CACHE=off``."""
-    env = os.environ.get("MINILORA_CACHE", "")
-    if env.lower() in ("off", "0", "none"):
+    env = os.environ.get("MINILORA_CACHE", "").strip()
+    if env.lower() in OFF:
         return None
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "minilora"
+    return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "minilora"
 
 
-def canonical(value, where: str = "params"):
+def canonical(value, where: str = "params", _seen=None):
     """``value`` as JSON-able data in which every tensor/array is its content hash.
 
     Dicts (string keys, sorted), lists/tuples, str/int/float/bool/None, torch dtypes and
@@ -55,26 +57,35 @@ def canonical(value, where: str = "params"):
     """
     if value is None or isinstance(value, (str, bool, int)):
         return value
-    if isinstance(value, float):
-        return value if np.isfinite(value) else repr(value)
+    if isinstance(value, float):  # non-finite floats are tagged, so nan never equals the string 'nan'
+        return value if np.isfinite(value) else {"float": repr(value)}
     if isinstance(value, (torch.dtype, torch.device)):
         return str(value)
     if isinstance(value, torch.Tensor):
+        if value.is_sparse or value.device.type == "meta":
+            raise TypeError(f"{where} is a sparse or meta tensor; pass a dense tensor with values")
         value = value.detach().cpu().contiguous()
         raw = value.view(torch.uint8) if value.numel() else value
         return {"tensor": hashlib.sha256(raw.numpy().tobytes()).hexdigest(), "dtype": str(value.dtype),
                 "shape": list(value.shape)}
     if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufc":
+            raise TypeError(f"{where} is a NumPy array of {value.dtype}, which has no content to hash")
         return {"array": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest(),
                 "dtype": str(value.dtype), "shape": list(value.shape)}
     if isinstance(value, (np.integer, np.floating)):
         return canonical(value.item(), where)
+    _seen = set() if _seen is None else _seen
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in _seen:
+            raise ValueError(f"{where} contains itself")
+        _seen = _seen | {id(value)}
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise TypeError(f"{where} must have string keys, got {list(value)[:5]!r}")
-        return {k: canonical(v, f"{where}[{k!r}]") for k, v in sorted(value.items())}
+        return {k: canonical(v, f"{where}[{k!r}]", _seen) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
-        return [canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [canonical(v, f"{where}[{i}]", _seen) for i, v in enumerate(value)]
     raise TypeError(f"{where} is a {type(value).__name__}, which a cache key cannot hash by content; "
                     "pass str, numbers, bools, None, tensors, arrays, lists or dicts")
 
@@ -142,10 +153,25 @@ def data_files() -> list[Path]:
 def cache_key(params: dict, module: str, files=None, root: Path = PACKAGE_ROOT) -> str:
     """sha256 of ``canonical(params)``, the sources of ``import_closure(module)``, the bytes of
     ``files`` (default: ``data_files()``) and the torch version; 20 hex digits."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict, got {type(params).__name__}")
+    if not isinstance(module, str):
+        raise TypeError(f"module must be a dotted module name (str), got {type(module).__name__}")
+    closure = import_closure(module, root)
+    if module not in closure:
+        raise ValueError(f"module={module!r} is not a module of {root}: the key would cover no code")
+    if files is None:
+        files = data_files()
+    elif isinstance(files, (str, Path)):
+        raise TypeError("files must be a list of paths, not a single path")
+    files = sorted(Path(f) for f in files)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"files not found: {missing[:3]}")
     h = hashlib.sha256(json.dumps(canonical(params), sort_keys=True).encode())
-    for name, path in import_closure(module, root).items():
+    for name, path in closure.items():
         h.update(name.encode() + b"\0" + path.read_bytes())
-    for f in sorted(Path(f) for f in (data_files() if files is None else files)):
+    for f in files:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     h.update(torch.__version__.encode())
     return h.hexdigest()[:20]
@@ -155,6 +181,8 @@ def _entry_path(name: str, key: str) -> Path | None:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise ValueError(f"name must be a plain file name (letters, digits, '_', '-', '.'; no path), "
                          f"got {name!r}")
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise ValueError(f"key must be a hex digest (cache_key(...)), got {key!r}")
     folder = cache_dir()
     return None if folder is None else folder / f"{name}-{key}.safetensors"
 
@@ -190,7 +218,13 @@ def load_or_compute(name: str, key: str, compute):
             return tensors, meta, True
         except Exception:  # a corrupt entry is recomputed, never trusted
             path.unlink(missing_ok=True)
-    tensors, meta = compute()
+    result = compute()
+    if (not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[0], dict)
+            or not isinstance(result[1], dict)
+            or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in result[0].items())):
+        raise TypeError("compute() must return (dict of name → tensor, dict of JSON-able meta), got "
+                        f"{type(result).__name__}")
+    tensors, meta = result
     if path is not None:
         try:
             _write(path, tensors, meta)
@@ -210,6 +244,10 @@ def cached_fit(name: str, params: dict, model: torch.nn.Module, fit, *, module: 
     on a hit they are copied into ``model``, which must have the same trainable parameters.
     Returns ``(meta, hit)``; ``model`` is left in eval mode.
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"use_cache must be True or False, got {use_cache!r}")
     module = module or fit.__module__
 
     def compute():
@@ -226,6 +264,11 @@ def cached_fit(name: str, params: dict, model: torch.nn.Module, fit, *, module: 
         if set(tensors) != wanted:
             raise RuntimeError(f"cache entry {name} does not match the model's trainable parameters "
                                f"(differ: {sorted(set(tensors) ^ wanted)[:3]})")
+        wrong = [k for k, t in tensors.items() if t.shape != params_now[k].shape]
+        if wrong:
+            k = wrong[0]
+            raise RuntimeError(f"cache entry {name} holds {k} of shape {tuple(tensors[k].shape)}, the "
+                               f"model's is {tuple(params_now[k].shape)}")
         with torch.no_grad():
             for k, t in tensors.items():
                 params_now[k].copy_(t.to(params_now[k].device, params_now[k].dtype))

@@ -38,9 +38,15 @@ def markdown_table(rows: list[dict]) -> str:
 
 def format_record(record: dict) -> str:
     """The block (markers included) for ``record`` = {date, card, torch, cuda_runtime, rows, ...}."""
+    if not isinstance(record, dict):
+        raise TypeError(f"record must be a dict, got {type(record).__name__}")
     for key in ("date", "card", "rows"):
         if key not in record:
             raise ValueError(f"record needs a {key!r} entry")
+    for i, row in enumerate(record["rows"]):
+        missing = [k for k in ("check", "result", "detail") if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise ValueError(f"record['rows'][{i}] needs {missing}")
     command = record.get("command", "scripts/gpu_check.py")
     head = (f"Recorded {record['date']} on **{record['card']}** (torch {record.get('torch', '?')}, "
             f"CUDA runtime {record.get('cuda_runtime', '?')}), by `{command}`.")
@@ -50,7 +56,11 @@ def format_record(record: dict) -> str:
 
 def _json(record: dict) -> str:
     # ">" only occurs inside JSON strings, where \u003e means the same: no "-->" can end the comment
-    return json.dumps(record, sort_keys=True).replace(">", "\\u003e")
+    try:
+        text = json.dumps(record, sort_keys=True, allow_nan=False)
+    except ValueError:
+        raise ValueError("record holds NaN or inf, which is not valid JSON: record None instead") from None
+    return text.replace(">", "\\u003e")
 
 
 def _split(text: str) -> tuple[str, str, str]:
@@ -69,9 +79,17 @@ def write_record(path, record: dict) -> None:
 
 def parse_record(text: str) -> dict | None:
     """The record dict in ``text`` (a docs/gpu.md page), or None when no run is recorded."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be the page's text (str), got {type(text).__name__}")
     _, block, _ = _split(text)
     match = re.search(re.escape(JSON_TAG) + r"(.*?) -->", block)
-    return None if match is None else json.loads(match.group(1))
+    if match is None:
+        return None
+    try:
+        return json.loads(match.group(1))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"the recorded GPU run's JSON is damaged ({e}); re-run scripts/gpu_check.py "
+                         "--record") from None
 
 
 def default_record_path() -> Path:

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..adamw import AdamW, state_bytes
+from ..checks import check_int, check_number
 from ..data import DOMAINS, encode, encode_sample, load_snippets
-from ..lora import apply_lora, lora_layers, mark_only_lora_trainable
+from ..lora import apply_lora, check_lora_args, lora_layers, mark_only_lora_trainable
 from ..models import load_model
 from ..stats import binomial_se
 from ..train import History, evaluate, train
@@ -55,9 +56,27 @@ class FineTune:
 
 def freeze_all_but_head(model) -> int:
     """requires_grad only on the classifier; returns the number of trainable parameters."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not any(name.startswith("classifier.") for name, _ in model.named_parameters()):
+        raise ValueError("model has no 'classifier' head to train (a ...ForSequenceClassification model)")
     for name, p in model.named_parameters():
         p.requires_grad = name.startswith("classifier.")
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _check_recipe(steps, lr, batch_size, max_length, seed, use_cache, test_n=None, eval_every=0):
+    """The training arguments, checked before the (slow) model load."""
+    check_int(steps, "steps", 1)
+    check_number(lr, "lr", 0.0, low_open=True)
+    check_int(batch_size, "batch_size", 1)
+    check_int(max_length, "max_length", 2, 512)
+    check_int(seed, "seed", 0, 2**63 - 1)
+    check_int(eval_every, "eval_every", 0)
+    if test_n is not None:
+        check_int(test_n, "test_n", 1)
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"use_cache must be True or False, got {use_cache!r}")
 
 
 def _check_domain(domain):
@@ -96,6 +115,7 @@ def fine_tune_baseline(kind="full", *, model_name=None, domain="movie", steps=No
     _check_domain(domain)
     lr = DEFAULT_LR[kind] if lr is None else lr
     steps = DEFAULT_STEPS[kind] if steps is None else steps
+    _check_recipe(steps, lr, batch_size, max_length, seed, use_cache)
     model, tokenizer = load_model(model_name, device=device, seed=seed)
     trainable = freeze_all_but_head(model) if kind == "head" else sum(p.numel() for p in model.parameters())
     train_data = encode(load_snippets(domain, "train"), tokenizer, max_length)
@@ -120,6 +140,8 @@ def lora_fine_tune(targets=("query", "value"), r=8, alpha=16.0, *, domain="movie
     ``eval_every`` the history holds a learning curve on ``val_n`` sampled validation rows.
     """
     _check_domain(domain)
+    _check_recipe(steps, lr, batch_size, max_length, seed, use_cache, test_n, eval_every)
+    check_lora_args(r, alpha, dropout, rslora=rslora)
     model, tokenizer = load_model(model_name, device=device, seed=seed)
     apply_lora(model, targets, r=r, alpha=alpha, dropout=dropout, rslora=rslora, seed=seed)
     trainable = mark_only_lora_trainable(model)

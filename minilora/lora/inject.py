@@ -50,6 +50,8 @@ def is_linear_like(module: nn.Module) -> bool:
 def linear_names(model: nn.Module) -> list[str]:
     """Names of the model's Linear layers, numbers collapsed (``layer.*.query``), wrapper types
     marked: what an error message lists when a target matches nothing."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     names = set()
     for n, m in model.named_modules():
         if n and is_linear_like(m) and not n.endswith(".base_layer"):
@@ -79,15 +81,37 @@ def match_modules(model: nn.Module, targets, what: str = "targets", outermost: b
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
     """Put ``new`` where submodule ``name`` (dotted path) is; returns the module it replaced."""
+    if not isinstance(new, nn.Module):
+        raise TypeError(f"new must be a torch.nn.Module, got {type(new).__name__}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be the dotted path of a submodule, got {name!r}")
     parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    old = getattr(parent, child)
+    try:
+        parent = model.get_submodule(parent_name) if parent_name else model
+        old = parent._modules[child]
+    except (AttributeError, KeyError):
+        raise ValueError(f"name={name!r} is not a submodule of the model") from None
     setattr(parent, child, new)
     return old
 
 
+def check_shared(model: nn.Module, found) -> None:
+    """Refuse a module used at two places in the model (tied weights): wrapping it at one name
+    would leave the other use a plain layer, so only half of it would be adapted."""
+    uses: dict[int, list[str]] = {}
+    for n, m in model.named_modules(remove_duplicate=False):
+        uses.setdefault(id(m), []).append(n)
+    for n, m in found:
+        if len(uses[id(m)]) > 1:
+            raise ValueError(f"{n} is the same module as {[u for u in uses[id(m)] if u != n]} (shared or "
+                             "tied): an adapter at one name would leave the other use unadapted; untie them "
+                             "first (copy.deepcopy) or adapt neither")
+
+
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     """``{module name: LoRALinear}`` for every adapted layer of ``model``, in module order."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
@@ -97,10 +121,12 @@ def lora_parameter_count(model: nn.Module, targets, r: int) -> int:
     E.g. MiniLM, W_q and W_v of 6 layers, r = 8: 12 · 8 · (384 + 384) = 73,728. ``r`` must
     be a rank ``apply_lora`` accepts for every selected layer.
     """
-    layers = [m for _, m in match_modules(model, targets) if is_linear_like(m)]
-    if not layers:
-        raise ValueError(f"targets={targets!r} matched no Linear module; the Linear modules are: "
-                         + ", ".join(linear_names(model)))
+    found = match_modules(model, targets)
+    for n, m in found:
+        if not is_linear_like(m):
+            raise TypeError(f"targets={targets!r} matched {n}, a {type(m).__name__}; LoRA adapts Linear "
+                            "layers only (apply_lora refuses it too)")
+    layers = [m for _, m in found]
     check_lora_args(r, 1.0, max_r=min(min(m.in_features, m.out_features) for m in layers))
     return sum(r * (m.in_features + m.out_features) for m in layers)
 
@@ -133,6 +159,9 @@ def apply_lora(model: nn.Module, targets=("query", "value"), r: int = 8, alpha: 
     ``seed`` the A matrices are drawn from ``torch.manual_seed(seed)`` (global RNG kept).
     """
     found = match_modules(model, targets)
+    if seed is not None:
+        check_int(seed, "seed", 0, 2**63 - 1)
+    check_shared(model, found)
     for n, m in found:
         if isinstance(m, LoRALinear):
             raise ValueError(f"targets={targets!r}: {n} already has a LoRA adapter")
@@ -141,7 +170,7 @@ def apply_lora(model: nn.Module, targets=("query", "value"), r: int = 8, alpha: 
                             "LoRA wraps torch.nn.Linear only")
     # validate every argument before the model is touched
     for _, m in found:
-        check_lora_args(r, alpha, dropout, init, max_r=min(m.weight.shape))
+        check_lora_args(r, alpha, dropout, init, max_r=min(m.weight.shape), rslora=rslora)
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)

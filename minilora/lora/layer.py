@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_choice, check_int, check_number
+from ..checks import ArgumentTypeError, check_choice, check_int, check_number
 
 INITS = ("kaiming", "gaussian")
 
 
-def check_lora_args(r, alpha, dropout=0.0, init="kaiming", max_r=None) -> None:
+def check_lora_args(r, alpha, dropout=0.0, init="kaiming", max_r=None, rslora=False) -> None:
     """Raise naming the first bad argument: r an int in 1..max_r, α finite and non-zero,
     dropout in [0, 1), init one of ``INITS``."""
     check_int(r, "r", 1, max_r, "" if max_r is None else " (min(d_in, d_out) of the layer)")
@@ -33,11 +33,13 @@ def check_lora_args(r, alpha, dropout=0.0, init="kaiming", max_r=None) -> None:
                          "does nothing and every gradient of A and B is exactly 0")
     check_number(dropout, "dropout", 0.0, 1.0, high_open=True)
     check_choice(init, "init", INITS)
+    if not isinstance(rslora, bool):
+        raise ArgumentTypeError(f"rslora must be True or False, got {rslora!r}")
 
 
 def lora_scaling(alpha, r: int, rslora: bool = False) -> float:
     """The factor in front of B A: ``α/r`` (LoRA §4.1), or ``α/√r`` with rsLoRA (Kalajdzievski, 2023)."""
-    check_lora_args(r, alpha)
+    check_lora_args(r, alpha, rslora=rslora)
     # γ_r = α/r  (LoRA)   or   α/√r  (rank-stabilised LoRA)
     return alpha / math.sqrt(r) if rslora else alpha / r
 
@@ -74,9 +76,10 @@ class LoRALinear(nn.Module):
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base must be a torch.nn.Linear, got {type(base).__name__}")
         d_out, d_in = base.weight.shape
-        check_lora_args(r, alpha, dropout, init, max_r=min(d_in, d_out))
+        check_lora_args(r, alpha, dropout, init, max_r=min(d_in, d_out), rslora=rslora)
+        r = int(r)
         self.scaling = lora_scaling(alpha, r, rslora)
-        self.r, self.alpha, self.rslora, self.init = r, float(alpha), bool(rslora), init
+        self.r, self.alpha, self.rslora, self.init = r, float(alpha), rslora, init
         self.base_layer = base
         base.weight.requires_grad_(False)
         if base.bias is not None:
@@ -149,6 +152,18 @@ class LoRALinear(nn.Module):
         self.base_layer.weight -= ((B @ A) * scaling).to(self.base_layer.weight.dtype)
         self._merged_adapter = None
         self.merged = False
+
+    def get_extra_state(self) -> torch.Tensor:
+        """Saved in ``state_dict`` (a 0-d tensor, so safetensors can store it): whether W already
+        holds the update. A merged layer's state loaded into an unmerged one is then marked
+        merged, so its update is not added twice."""
+        return torch.tensor(self.merged)
+
+    def set_extra_state(self, state) -> None:
+        merged = bool(state.get("merged", False)) if isinstance(state, dict) else bool(state)
+        self.merged = merged  # base weight, A and B were loaded before this call
+        self._merged_adapter = ((self.lora_A.detach().clone(), self.lora_B.detach().clone(), self.scaling)
+                                if merged else None)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, "

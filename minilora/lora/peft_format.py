@@ -66,6 +66,8 @@ def save_adapter(model: nn.Module, path, extra=("classifier",), base_model_name_
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(path, (str, Path)) or not str(path):
         raise TypeError(f"path must be a non-empty str or pathlib.Path, got {path!r}")
+    if base_model_name_or_path is not None and not isinstance(base_model_name_or_path, str):
+        raise TypeError(f"base_model_name_or_path must be a str or None, got {base_model_name_or_path!r}")
     layers = lora_layers(model)
     if not layers:
         raise ValueError("model has no LoRALinear layer: nothing to save (call apply_lora first)")
@@ -113,7 +115,7 @@ def save_adapter(model: nn.Module, path, extra=("classifier",), base_model_name_
         "inference_mode": True,
     }
     st = _safetensors()
-    with atomic_folder(path) as tmp:
+    with atomic_folder(path, replaces=(CONFIG_NAME, WEIGHTS_NAME, "README.md")) as tmp:
         st.save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return path
@@ -150,7 +152,13 @@ def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite real JSON number (an int beyond the float range is not)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def _check_config(config: dict, file: Path) -> None:
@@ -171,10 +179,22 @@ def _check_config(config: dict, file: Path) -> None:
         bad("lora_dropout", "must be a number in [0, 1)")
     if not isinstance(config.get("use_rslora", False), bool):
         bad("use_rslora", "must be true or false")
+    r = config.get("r", 8)
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        bad("r", "must be an int >= 1")
     for key in ("rank_pattern", "alpha_pattern"):
         pattern = config.get(key) or {}
-        if not isinstance(pattern, dict) or not all(_is_number(v) and v != 0 for v in pattern.values()):
-            bad(key, "must be an object of module name → finite non-zero number")
+        if key == "rank_pattern":
+            ok, want = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1), "int >= 1"
+        else:
+            ok, want = (lambda v: _is_number(v) and v != 0), "finite non-zero number"
+        if not isinstance(pattern, dict) or not all(ok(v) for v in pattern.values()):
+            bad(key, f"must be an object of module name → {want}")
+        for k in pattern:
+            try:
+                re.compile(k)
+            except re.error as e:
+                bad(key, f"its key {k!r} is not a valid regular expression ({e})")
 
 
 def read_adapter(path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -183,6 +203,8 @@ def read_adapter(path) -> tuple[dict, dict[str, torch.Tensor]]:
     Missing files raise FileNotFoundError; unreadable or inconsistent ones raise ValueError
     naming the file and the field.
     """
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise TypeError(f"path must be an adapter folder (a non-empty str or pathlib.Path), got {path!r}")
     path = Path(path)
     for f in (CONFIG_NAME, WEIGHTS_NAME):
         if not (path / f).is_file():
@@ -205,8 +227,9 @@ def _split_pairs(tensors: dict) -> tuple[dict, dict]:
     return pairs, others
 
 
-def _problems(model: nn.Module, pairs: dict, others: dict) -> list[str]:
-    """Every way the adapter's tensors do not fit ``model``, one line per key."""
+def _problems(model: nn.Module, pairs: dict, others: dict, config: dict) -> list[str]:
+    """Every way the adapter's tensors (and α, r of the config) do not fit ``model``, one line
+    per key; values are checked in the dtype they will have in the model."""
     modules, params = dict(model.named_modules()), dict(model.named_parameters())
     problems = []
     for name, ab in pairs.items():
@@ -226,16 +249,33 @@ def _problems(model: nn.Module, pairs: dict, others: dict) -> list[str]:
             problems.append(f"{PREFIX}{name}.lora_A.weight: rank {r} must be in [1, "
                             f"{min(mod.in_features, mod.out_features)}]")
             continue
+        r_config = _pattern_value(config.get("rank_pattern") or {}, name, config.get("r", r))
+        if r_config != r:
+            problems.append(f"{PREFIX}{name}.lora_A.weight: rank {r} in the tensors, {r_config} in "
+                            "the config")
+            continue
         want = {"A": (r, mod.in_features), "B": (mod.out_features, r)}
+        dtype = mod.weight.dtype
         if isinstance(mod, LoRALinear):
             want = {"A": tuple(mod.lora_A.shape), "B": tuple(mod.lora_B.shape)}
+            dtype = mod.lora_A.dtype
+        cast = {}
         for k in "AB":
             t = ab[k]
             if tuple(t.shape) != want[k]:
                 problems.append(f"{PREFIX}{name}.lora_{k}.weight: shape {tuple(t.shape)} in the "
                                 f"adapter, {want[k]} in the model")
-            elif not t.is_floating_point() or not bool(torch.isfinite(t).all()):
-                problems.append(f"{PREFIX}{name}.lora_{k}.weight: must hold finite floating-point values")
+            elif not t.is_floating_point() or not bool(torch.isfinite(t.to(dtype)).all()):
+                problems.append(f"{PREFIX}{name}.lora_{k}.weight: must hold values that are finite in "
+                                f"the model's {dtype}")
+            else:
+                cast[k] = t.to(dtype)
+        if len(cast) == 2:
+            alpha = _pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", 8))
+            scaling = lora_scaling(alpha, r, config.get("use_rslora", False))
+            if not bool(torch.isfinite((cast["B"] @ cast["A"]) * scaling).all()):
+                problems.append(f"{PREFIX}{name}: the update (α/r)·B A overflows the model's {dtype} "
+                                f"(α = {alpha})")
     for name in lora_layers(model):
         if name not in pairs:
             problems.append(f"{PREFIX}{name}.lora_A.weight: the model has this LoRA layer, "
@@ -246,8 +286,9 @@ def _problems(model: nn.Module, pairs: dict, others: dict) -> list[str]:
         elif params[key].shape != t.shape:
             problems.append(f"{PREFIX}{key}: shape {tuple(t.shape)} in the adapter, "
                             f"{tuple(params[key].shape)} in the model")
-        elif not t.is_floating_point() or not bool(torch.isfinite(t).all()):
-            problems.append(f"{PREFIX}{key}: must hold finite floating-point values")
+        elif not t.is_floating_point() or not bool(torch.isfinite(t.to(params[key].dtype)).all()):
+            problems.append(f"{PREFIX}{key}: must hold values that are finite in the model's "
+                            f"{params[key].dtype}")
     return problems
 
 
@@ -265,7 +306,7 @@ def load_adapter(model: nn.Module, path) -> list[str]:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     config, tensors = read_adapter(path)
     pairs, others = _split_pairs(tensors)
-    problems = _problems(model, pairs, others)
+    problems = _problems(model, pairs, others, config)
     if problems:
         raise ValueError(f"adapter {path} does not fit the model; mismatched keys:\n  "
                          + "\n  ".join(problems))

@@ -30,6 +30,7 @@ METHODS = ("full", "lora", "qlora")
 NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4-bit codes + 8-bit absmax per 64 + fp32 constant per 256 blocks
 ADAM_STATE_BYTES = ADAMW_STATE_BYTES_PER_PARAMETER  # m and v in fp32
 GPU_SIZES_GB = (24, 48, 80)
+MAX_TOKENS = 2**24  # seq_len and batch bounds: beyond this the estimate means nothing
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class LlamaShape:
 
     def lora_parameters(self, r=64) -> int:
         """r·(d_in + d_out) per adapted matrix, every linear layer of every block."""
+        check_int(r, "r", 1, self.d_model, f" (LoRA's rank is at most d_model of {self.name})")
         return self.n_layers * sum(r * (i + o) for i, o in self.linear_shapes())
 
 
@@ -92,8 +94,8 @@ def _check_bool(value, name):
 def activation_bytes(shape: LlamaShape, seq_len=512, batch=1, checkpointing=True) -> float:
     """Saved activations (Korthikanti et al. 2022, eq. 1), 16-bit, plus fp32 logits."""
     shape = _shape(shape)
-    check_int(seq_len, "seq_len", 1)
-    check_int(batch, "batch", 1)
+    check_int(seq_len, "seq_len", 1, MAX_TOKENS)
+    check_int(batch, "batch", 1, MAX_TOKENS)
     _check_bool(checkpointing, "checkpointing")
     s, b, h, a = seq_len, batch, shape.d_model, shape.n_heads
     per_layer = s * b * h * (34 + 5 * a * s / h)
@@ -102,17 +104,19 @@ def activation_bytes(shape: LlamaShape, seq_len=512, batch=1, checkpointing=True
 
 
 def finetune_memory(shape: LlamaShape | str, method="qlora", seq_len=512, batch=1, checkpointing=True,
-                    r=64, paged=False) -> dict:
+                    r=None, paged=False) -> dict:
     """GPU bytes by part for one fine-tuning step of ``shape`` (see the module docstring).
 
     ``paged=True`` moves the optimizer states to host RAM while activations peak (what a
     paged optimizer allows): they are then listed under ``"host (paged states)"`` and left
-    out of ``"total"``. Returns bytes per part, ``"total"`` and the parameter counts.
+    out of ``"total"``. ``r=None``: QLoRA's 64, or d_model for a smaller model. Returns bytes
+    per part, ``"total"`` and the parameter counts.
     """
     shape = _shape(shape)
     check_choice(method, "method", METHODS)
-    check_int(seq_len, "seq_len", 1)
-    check_int(batch, "batch", 1)
+    check_int(seq_len, "seq_len", 1, MAX_TOKENS)
+    check_int(batch, "batch", 1, MAX_TOKENS)
+    r = min(64, shape.d_model) if r is None else r
     check_int(r, "r", 1, shape.d_model, f" (LoRA's rank is at most d_model of {shape.name})")
     _check_bool(paged, "paged")
     n = shape.parameter_counts()

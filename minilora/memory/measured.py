@@ -26,14 +26,21 @@ import torch
 from torch import nn
 
 from ..adamw import AdamW, state_bytes
+from ..checks import check_choice, check_int
 
 PARTS = ("weights", "optimizer states", "gradients", "activations", "update temporaries")
+PHASES = ("forward", "backward", "step")
 
 
 def storage_bytes(tensors) -> int:
-    """Bytes of the distinct storages under ``tensors`` (views of one storage count once)."""
+    """Bytes of the distinct storages under ``tensors`` (views of one storage count once; None
+    entries, e.g. absent gradients, are skipped)."""
+    if isinstance(tensors, torch.Tensor):
+        tensors = [tensors]
     seen = {}
     for t in tensors:
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"tensors must hold torch.Tensor (or None), got {type(t).__name__}")
         if t is not None and t.untyped_storage().data_ptr():
             seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
     return sum(seen.values())
@@ -41,6 +48,8 @@ def storage_bytes(tensors) -> int:
 
 def model_bytes(model: nn.Module, optimizer=None) -> dict:
     """Measured bytes: all weights, trainable weights, present ``.grad``s, optimizer state tensors."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     params = list(model.parameters())
     return {"weights": storage_bytes(params),
             "trainable": storage_bytes(p for p in params if p.requires_grad),
@@ -80,6 +89,17 @@ class StepMeasurement:
     state_bytes: int
     chunk_bytes: list[int] = field(default_factory=list)  # bytes of each AdamW update chunk
 
+    def __post_init__(self):
+        if not len(self.blocks) == len(self.activation_bytes) == len(self.gradient_bytes) or not self.blocks:
+            raise ValueError("blocks, activation_bytes and gradient_bytes must be non-empty lists of equal "
+                             f"length, got {len(self.blocks)}, {len(self.activation_bytes)}, "
+                             f"{len(self.gradient_bytes)}")
+        for name in ("activation_bytes", "gradient_bytes", "chunk_bytes"):
+            for i, v in enumerate(getattr(self, name)):
+                check_int(v, f"{name}[{i}]", 0)
+        check_int(self.weight_bytes, "weight_bytes", 0)
+        check_int(self.state_bytes, "state_bytes", 0)
+
 
 def measure_step(model: nn.Module, batch: dict, blocks=None) -> StepMeasurement:
     """Run one forward/backward of ``model(**batch).loss`` and one lr = 0 AdamW step, measuring
@@ -88,7 +108,17 @@ def measure_step(model: nn.Module, batch: dict, blocks=None) -> StepMeasurement:
     Saved tensors outside every block go to a last entry ``"(outside blocks)"``; ``.grad`` is
     reset to None afterwards and the weights are unchanged (lr = 0, weight_decay = 0).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(batch, dict) or "labels" not in batch:
+        raise ValueError("batch must be a dict of model inputs that includes 'labels' (so the model returns "
+                         "a loss), e.g. Encoded.batch(rows)")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no trainable parameter: a training step would have nothing to measure")
     blocks = default_blocks(model) if blocks is None else list(blocks)
+    for i, block in enumerate(blocks):
+        if not (isinstance(block, tuple) and len(block) == 2 and isinstance(block[1], nn.Module)):
+            raise TypeError(f"blocks[{i}] must be a (name, module) pair, got {block!r}")
     names = [n for n, _ in blocks] + ["(outside blocks)"]
     saved = {n: {} for n in names}
     stack: list[str] = []
@@ -143,6 +173,22 @@ class Timeline:
     parts: dict[str, list[int]]
     forward_backward_peak: int | None = None  # measured timelines: the allocator's true peak
 
+    def __post_init__(self):
+        n = len(self.events)
+        if n == 0 or len(self.phases) != n:
+            raise ValueError(f"events and phases must be non-empty lists of equal length, got {n} and "
+                             f"{len(self.phases)}")
+        bad = sorted(set(self.phases) - set(PHASES))
+        if bad:
+            raise ValueError(f"phases must be drawn from {PHASES}, got {bad}")
+        if not isinstance(self.parts, dict) or not self.parts:
+            raise ValueError("parts must be a non-empty dict of name → bytes per event")
+        for name, values in self.parts.items():
+            if len(values) != n:
+                raise ValueError(f"parts[{name!r}] must hold one value per event ({n}), got {len(values)}")
+            for i, v in enumerate(values):
+                check_int(v, f"parts[{name!r}][{i}]", 0)
+
     @property
     def totals(self) -> list[int]:
         return [sum(v[i] for v in self.parts.values()) for i in range(len(self.events))]
@@ -156,6 +202,8 @@ class Timeline:
         return self.events[self.totals.index(self.peak)]
 
     def phase_peak(self, phase: str) -> int:
+        """The highest total during ``phase`` (one of the phases this timeline has)."""
+        check_choice(phase, "phase", sorted(set(self.phases)))
         return max(t for t, p in zip(self.totals, self.phases) if p == phase)
 
 
@@ -167,6 +215,8 @@ def step_timeline(m: StepMeasurement, paged=False, paged_chunks=None) -> Timelin
     paged tensor at a time, so ``paged_chunks`` (bytes of PagedAdamW's update chunks;
     default: the same chunks as AdamW) bound the temporaries.
     """
+    if not isinstance(m, StepMeasurement):
+        raise TypeError(f"m must be a StepMeasurement (measure_step(...)), got {type(m).__name__}")
     W, S = m.weight_bytes, m.state_bytes
     n = len(m.blocks)
     events, phases, parts = [], [], {k: [] for k in PARTS}

@@ -72,7 +72,12 @@ class ManagedAllocation:
 
 
 def _check_shape(shape) -> tuple[int, ...]:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be an int or a sequence of ints, got {shape!r}") from None
     return tuple(check_int(s, f"shape[{i}]", 0) for i, s in enumerate(shape))
 
 

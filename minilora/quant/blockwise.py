@@ -24,7 +24,7 @@ from .codes import (
     pad_to_blocks,
     unpack_nibbles,
 )
-from .double import DoubleQuantizedAbsmax, dequantize_absmax, quantize_absmax
+from .double import DoubleQuantizedAbsmax, dequantize_absmax, quantize_absmax, second_level_table
 from .fast import COMPILE_MIN_NUMEL, dequantize_fast, quantize_fast
 from .levels import as_levels
 
@@ -63,6 +63,8 @@ class QuantizedTensor:
             raise TypeError(f"dtype must be one of {FLOAT_DTYPES}, got {self.dtype!r}")
         check_blocksize(self.blocksize)
         levels = as_levels(self.levels)
+        if isinstance(self.packed, torch.Tensor):  # store the validated float32 table beside the codes
+            object.__setattr__(self, "levels", levels.to(self.packed.device))
         n, blocks = self.shape.numel(), -(-self.shape.numel() // self.blocksize)
         want = (n + 1) // 2 if levels.numel() <= 16 else n
         packed = self.packed
@@ -172,10 +174,16 @@ def quantize_blockwise(x: torch.Tensor, levels, blocksize: int = 64, double_quan
     blocksize = check_blocksize(blocksize)
     if not isinstance(double_quant, bool):
         raise TypeError(f"double_quant must be a bool, got {double_quant!r}")
+    second_level_table(double_levels)  # checked even when unused: a typo is never silently ignored
+    check_blocksize(double_blocksize, "double_blocksize")
     path = _path(impl, x.device, x.numel(), table.numel())
     flat, n = x.detach().reshape(-1), x.numel()
     blocks = flat.view(-1, blocksize) if n % blocksize == 0 else pad_to_blocks(flat, blocksize)
     if path == "reference":
+        bad = first_bad_block(blocks.abs().amax(1))  # name the block before the coder sees NaN
+        if bad is not None:
+            raise ValueError(f"x contains NaN or Inf in block {bad} (elements {bad * blocksize}.."
+                             f"{min(n, (bad + 1) * blocksize) - 1} of the flattened tensor)")
         codes, absmax = absmax_codes(blocks, table)
         # an odd count's last byte gets the code of a padding 0.0 (as bitsandbytes)
         codes = codes.reshape(-1)

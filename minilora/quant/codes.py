@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..checks import check_int
+from .levels import as_levels
 
 TINY = 1e-38  # absmax floor before taking 1/c: an all-zero block scales to zeros, not NaN
 
@@ -56,8 +57,11 @@ def nearest_codes(scaled: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     a midpoint is not counted, so it rounds down); ``order`` maps it back to a table index.
     Returns int64 codes of the same shape.
     """
+    if not isinstance(scaled, torch.Tensor) or not scaled.is_floating_point():
+        raise TypeError(f"scaled must be a floating tensor, got {type(scaled).__name__}")
     if not torch.isfinite(scaled).all():
         raise ValueError("scaled must hold finite values in [-1, 1] (NaN/inf has no nearest level)")
+    levels = as_levels(levels)
     midpoints, order = sorted_midpoints(levels.to(scaled.device))
     position = torch.bucketize(scaled, midpoints)  # = #{j : m_j < x}
     return order[position]

@@ -47,10 +47,15 @@ def normal_float_levels(bits: int = 4, offset: float = NF4_OFFSET, grid_dtype=to
     # q = Φ⁻¹(p): quantiles of the standard normal, positive side and (mirrored) negative side
     values = np.sort(np.concatenate([norm.ppf(grid_pos), [0.0], -norm.ppf(grid_neg)]))
     if grid_dtype == torch.float64:  # float64 throughout, one rounding at the end
-        return torch.tensor(values / values.max(), dtype=torch.float32)
-    # bitsandbytes: round the quantiles to float32, then q / max(q) in float32
-    levels = torch.tensor(values, dtype=torch.float32)
-    return levels / levels.max()
+        levels = torch.tensor(values / values.max(), dtype=torch.float32)
+    else:  # bitsandbytes: round the quantiles to float32, then q / max(q) in float32
+        levels = torch.tensor(values, dtype=torch.float32)
+        levels = levels / levels.max()
+    if not bool(torch.isfinite(levels).all()) or torch.unique(levels).numel() != 2**bits:
+        raise ValueError(f"offset={offset!r} gives {torch.unique(levels).numel()} distinct finite levels, "
+                         f"not 2^bits = {2**bits}: choose an offset further from 0.5 and 1 "
+                         "(bitsandbytes' NF4 uses 0.9677083)")
+    return levels
 
 
 def paper_normal_float_levels(bits: int = 4, offset: float = NF4_OFFSET) -> torch.Tensor:
@@ -168,4 +173,6 @@ def as_levels(levels) -> torch.Tensor:
     peak = levels.abs().max().item()
     if abs(peak - 1.0) > 1e-6:
         raise ValueError(f"levels must be normalised so that max |level| = 1, got {peak}")
+    if torch.unique(levels).numel() < 2:
+        raise ValueError("levels must hold at least two distinct values (one level codes nothing)")
     return levels

@@ -37,6 +37,8 @@ _LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.(.+)$")
 
 def matrix_label(name: str) -> tuple[int, str]:
     """``(layer, type)`` of an encoder Linear's module name, e.g. ``(3, "ffn_in")``."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a module name (str), got {type(name).__name__}")
     m = _LAYER.search(name)
     types = {path: t for t, path in MATRIX_TYPES.items()}
     if m is None or m.group(2) not in types:
@@ -47,8 +49,10 @@ def matrix_label(name: str) -> tuple[int, str]:
 
 def encoder_matrices(model, types=tuple(MATRIX_TYPES)) -> dict[str, torch.nn.Linear]:
     """The encoder's Linear modules of the given ``types`` by module name, in model order."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     unknown = [t for t in types if t not in MATRIX_TYPES]
-    if unknown or isinstance(types, str):
+    if unknown or isinstance(types, str) or not types:
         raise ValueError(f"types must be a sequence drawn from {tuple(MATRIX_TYPES)}, got {types!r}")
     found = {}
     for name, module in model.named_modules():
@@ -81,12 +85,20 @@ def weight_deltas(tuned, base, types=tuple(MATRIX_TYPES)) -> dict[str, torch.Ten
 
 def decompose(deltas: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Thin SVD ``(U, σ, Vᵀ)`` (float64) of each ΔW, computed once and reused for every r."""
+    if not isinstance(deltas, dict) or not deltas:
+        raise TypeError("deltas must be a non-empty dict of module name → ΔW (weight_deltas(...))")
     return {name: torch.linalg.svd(as_matrix(d, name), full_matrices=False) for name, d in deltas.items()}
 
 
 def tail(factors, r: int) -> torch.Tensor:
     """``ΔW − trunc_r(ΔW) = Σ_{i>r} σ_i u_i v_iᵀ`` from the SVD factors (float64)."""
+    if (not isinstance(factors, (tuple, list)) or len(factors) != 3
+            or not all(isinstance(f, torch.Tensor) for f in factors)):
+        raise TypeError("factors must be the (U, σ, Vᵀ) tensors of one ΔW (decompose(...)[name])")
     U, s, Vh = factors
+    if U.dim() != 2 or s.dim() != 1 or Vh.dim() != 2 or U.shape[1] != s.numel() or Vh.shape[0] != s.numel():
+        raise ValueError(f"factors must be a thin SVD (U: m×k, σ: k, Vᵀ: k×n), got shapes "
+                         f"{tuple(U.shape)}, {tuple(s.shape)}, {tuple(Vh.shape)}")
     r = check_int(r, "r", 0, len(s))
     return (U[:, r:] * s[r:]) @ Vh[r:]
 
@@ -114,7 +126,11 @@ def truncated_update(model, factors: dict, r, names=None):
                 if name not in modules:
                     raise ValueError(f"model has no module {name!r}")
                 weight = modules[name].weight
-                k = len(factors[name][1])
+                U, sv, Vh = factors[name]
+                if (U.shape[0], Vh.shape[1]) != tuple(weight.shape):
+                    raise ValueError(f"factors[{name!r}] are of a {U.shape[0]}×{Vh.shape[1]} matrix, the "
+                                     f"model's {name} is {tuple(weight.shape)}")
+                k = len(sv)
                 if r is None or r == "full" or r >= k:
                     continue
                 saved[name] = weight.detach().clone()

@@ -33,12 +33,14 @@ import math
 import numpy as np
 import torch
 
-from ..checks import check_int
+from ..checks import check_int, check_number
 
 
 def as_matrix(W, name="W") -> torch.Tensor:
     """``W`` as a float64 CPU tensor, after checking it is a finite, non-empty 2-D matrix."""
     if isinstance(W, np.ndarray):
+        if W.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must hold real numbers, got a NumPy array of dtype {W.dtype}")
         W = torch.from_numpy(W)
     if not isinstance(W, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(W).__name__}")
@@ -46,8 +48,9 @@ def as_matrix(W, name="W") -> torch.Tensor:
         raise ValueError(f"{name} must be 2-D (a matrix), got shape {tuple(W.shape)}")
     if W.numel() == 0:
         raise ValueError(f"{name} must be non-empty, got shape {tuple(W.shape)}")
-    if W.is_complex() or not (W.is_floating_point() or W.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{name} must hold real numbers, got dtype {W.dtype}")
+    if W.is_complex() or W.dtype == torch.bool or W.is_sparse or W.device.type == "meta":
+        raise TypeError(f"{name} must be a dense tensor of real numbers, got {W.dtype} on {W.device}"
+                        f"{' (sparse)' if W.is_sparse else ''}")
     W = W.detach().to("cpu", torch.float64)
     if not torch.isfinite(W).all():
         raise ValueError(f"{name} must be finite; it holds NaN or inf")
@@ -70,7 +73,12 @@ def _like(out: torch.Tensor, W) -> torch.Tensor:
 
 def spectrum(W) -> torch.Tensor:
     """Singular values σ_1 ≥ … ≥ σ_min(m,n) ≥ 0 of ``W`` (float64), from ``W = U diag(σ) Vᵀ``."""
-    return torch.linalg.svdvals(as_matrix(W))
+    M = as_matrix(W)
+    scale = float(M.abs().max())
+    if scale == 0:
+        return torch.zeros(min(M.shape), dtype=torch.float64)
+    # σ(W) = scale · σ(W / scale): the SVD never sees values near the float64 limits
+    return torch.linalg.svdvals(M / scale) * scale
 
 
 def as_spectrum(sigma, name="sigma") -> torch.Tensor:
@@ -107,6 +115,8 @@ def effective_rank_of_spectrum(sigma) -> float:
     if total == 0:
         raise ValueError("W must be non-zero (all singular values are 0): the effective rank of a zero "
                          "matrix is undefined")
+    s = s / s[0]  # scale-free: p_i = σ_i / Σσ is the same for σ / σ_1, which cannot overflow
+    total = s.sum()
     p = s / total
     p = p[p > 0]
     # H(p) = −Σ p_i log p_i ;  erank = exp(H)
@@ -124,17 +134,17 @@ def energy_rank(W, frac=0.9) -> int:
 
 
 def _check_frac(frac):
-    if isinstance(frac, bool) or not isinstance(frac, (int, float, np.floating)) or not 0 < frac <= 1:
-        raise ValueError(f"frac must be a number in (0, 1], got {frac!r}")
+    check_number(frac, "frac", 0.0, 1.0, low_open=True)
 
 
 def energy_rank_of_spectrum(sigma, frac=0.9) -> int:
     """``energy_rank`` from singular values already computed (descending)."""
     _check_frac(frac)
-    energy = as_spectrum(sigma) ** 2
-    total = float(energy.sum())
-    if total == 0:
+    sigma = as_spectrum(sigma)
+    if float(sigma[0]) == 0:
         return 0
+    energy = (sigma / sigma[0]) ** 2  # relative energies: no overflow or underflow for any scale
+    total = float(energy.sum())
     cumulative = energy.cumsum(0)
     # first index where Σ_{i≤r} σ_i² reaches frac·Σσ² (tolerance for rounding)
     return int((cumulative < frac * total * (1 - 1e-12)).sum()) + 1
@@ -157,10 +167,11 @@ def truncate(W, r) -> torch.Tensor:
 def truncation_error_curve(sigma) -> torch.Tensor:
     """``e_r = ‖W − W_r‖_F / ‖W‖_F = sqrt(Σ_{i>r} σ_i² / Σ σ_i²)`` for r = 0 … k (float64, k + 1
     values) from singular values already computed (Eckart–Young). All zeros for a zero matrix."""
-    energy = as_spectrum(sigma) ** 2
+    sigma = as_spectrum(sigma)
+    if float(sigma[0]) == 0:
+        return torch.zeros(sigma.numel() + 1, dtype=torch.float64)
+    energy = (sigma / sigma[0]) ** 2  # relative energies: no overflow or underflow for any scale
     total = float(energy.sum())
-    if total == 0:
-        return torch.zeros(energy.numel() + 1, dtype=torch.float64)
     # Σ_{i>r} σ_i², summed from the smallest σ up (no cancellation for small tails)
     tail_energy = torch.cat([energy.flip(0).cumsum(0).flip(0), energy.new_zeros(1)])
     return (tail_energy / total).sqrt()
@@ -173,7 +184,7 @@ def truncation_error(W, r) -> float:
     """
     M = as_matrix(W)
     r = _check_rank(r, M)
-    return float(truncation_error_curve(torch.linalg.svdvals(M))[r])
+    return float(truncation_error_curve(spectrum(M))[r])
 
 
 def truncation_summary(sigma, r: int) -> dict:
@@ -278,11 +289,17 @@ def amplification_factor(delta, W, r) -> float:
     if D.shape != M.shape:
         raise ValueError(f"delta and W must have the same shape, got {tuple(D.shape)} and {tuple(M.shape)}")
     r = _check_rank(r, D, low=1)
-    U, _, Vh = torch.linalg.svd(D, full_matrices=False)
+    d_scale, w_scale = float(D.abs().max()), float(M.abs().max())
+    if d_scale == 0:
+        raise ValueError("delta must be non-zero: the amplification of a zero update is undefined")
+    U, _, Vh = torch.linalg.svd(D / d_scale, full_matrices=False)
     # ‖Uᵀ W V‖_F, U = U_Δ[:, :r], V = V_Δ[:, :r]
-    projected = projection_norm(M, U[:, :r], Vh[:r].T)
-    norm = float(torch.linalg.matrix_norm(D))
-    return math.inf if projected == 0 else norm / projected
+    if w_scale == 0:
+        return math.inf
+    # the ratio of norms is scale-free: compute it on D / max|D| and W / max|W|, rescale once
+    projected = projection_norm(M / w_scale, U[:, :r], Vh[:r].T)
+    norm = float(torch.linalg.matrix_norm(D / d_scale))
+    return math.inf if projected == 0 else (norm / projected) * (d_scale / w_scale)
 
 
 def random_like(W, seed=0) -> torch.Tensor:

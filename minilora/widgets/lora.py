@@ -9,6 +9,7 @@ up in ``runs``.
 
 from __future__ import annotations
 
+from ..checks import check_choice
 from ..lora import lora_costs
 from ..stats import binomial_se
 
@@ -36,8 +37,16 @@ class LoRAExplorer:
 
         if targets not in TARGET_SETS:
             raise ValueError(f"targets must be one of {list(TARGET_SETS)}, got {targets!r}")
-        if r not in RANKS:
-            raise ValueError(f"r must be one of {RANKS}, got {r!r}")
+        check_choice(r, "r", RANKS)
+        if not isinstance(runs, dict):
+            raise TypeError("runs must be a dict of (targets label, r) → (accuracy, n), "
+                            f"got {type(runs).__name__}")
+        for key, value in runs.items():
+            pair = isinstance(key, tuple) and len(key) == 2
+            if not (pair and isinstance(value, tuple) and len(value) == 2):
+                raise ValueError(f"runs must map (targets label, r) → (accuracy, n), got {key!r}: {value!r}")
+        if reference is not None and not (isinstance(reference, tuple) and len(reference) == 4):
+            raise ValueError("reference must be (label, trainable, accuracy, n) or None")
         self.model, self.runs, self.reference = model, dict(runs), reference
         self.head_parameters, self.draw = head_parameters, draw
         self.targets = w.Dropdown(options=list(TARGET_SETS), value=targets, description="adapt")

@@ -8,6 +8,7 @@ through ``.value``.
 
 from __future__ import annotations
 
+from ..checks import check_choice, check_int
 from ..memory import LLAMA, METHODS, memory_summary
 
 
@@ -21,6 +22,13 @@ class MemoryExplorer:
         import ipywidgets as w
 
         self.draw = draw
+        check_choice(model, "model", tuple(LLAMA))
+        check_choice(method, "method", METHODS)
+        check_int(seq_len, "seq_len", 128, 8192, " (the slider's range)")
+        check_int(batch, "batch", 1, 64, " (the slider's range)")
+        for name, value in (("checkpointing", checkpointing), ("paged", paged), ("draw", draw)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
         self.model = w.Dropdown(options=list(LLAMA), value=model, description="LLaMA")
         self.method = w.Dropdown(options=list(METHODS), value=method, description="method")
         self.seq_len = w.IntSlider(value=seq_len, min=128, max=8192, step=128, description="seq len",

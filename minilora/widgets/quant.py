@@ -12,6 +12,7 @@ by setting ``.value`` on the controls and reading ``.summary``.
 
 from __future__ import annotations
 
+from ..checks import check_choice
 from ..quant import dequantize, double_quant_point, quant_summary, quantize_blockwise
 
 BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -27,6 +28,9 @@ class QuantExplorer:
             raise ValueError("weights and tables must be non-empty dicts")
         self.weights, self.tables, self.draw = weights, tables, draw
         names, types = list(weights), list(tables)
+        check_choice(matrix or names[0], "matrix", names)
+        check_choice(dtype or types[0], "dtype", types)
+        check_choice(blocksize, "blocksize", BLOCKSIZES)
         self.matrix = w.Dropdown(options=names, value=matrix or names[0], description="matrix")
         self.dtype = w.Dropdown(options=types, value=dtype or types[0], description="data type")
         self.blocksize = w.Dropdown(options=BLOCKSIZES, value=blocksize, description="blocksize")
@@ -74,6 +78,9 @@ class DoubleQuantExplorer:
 
         if not weights:
             raise ValueError("weights must be a non-empty dict")
+        check_choice(blocksize, "blocksize", BLOCKSIZES)
+        check_choice(double_blocksize, "double_blocksize", (None, *BLOCKSIZES))
+        check_choice(double_levels, "double_levels", ("dynamic", "fp8_e4m3"))
         self.weights, self.levels, self.curve, self.draw = weights, levels, list(curve or []), draw
         self.blocksize = w.Dropdown(options=BLOCKSIZES, value=blocksize, description="blocksize")
         second = (("off (fp32)", None),) + tuple((str(b), b) for b in BLOCKSIZES)

@@ -10,6 +10,7 @@ memoised; precomputed full-test numbers can be passed in ``known``.
 
 from __future__ import annotations
 
+from ..checks import check_choice
 from ..rank import matrix_label, truncation_accuracy, truncation_summary
 from ..stats import binomial_se
 
@@ -36,6 +37,12 @@ class RankExplorer:
         self.names = {matrix_label(n): n for n in factors}
         layers = sorted({layer for layer, _ in self.names})
         types = list(dict.fromkeys(t for _, t in self.names))
+        if layer is not None:
+            check_choice(layer, "layer", layers)
+        if matrix is not None:
+            check_choice(matrix, "matrix", types)
+        if not hasattr(data, "labels"):
+            raise TypeError(f"data must be an Encoded (minilora.data.encode), got {type(data).__name__}")
         self.measured = dict(known or {})
         self.draw = draw
         self.layer = w.Dropdown(options=layers, value=layers[-1] if layer is None else layer,

@@ -22,6 +22,13 @@ def sentiment_probe(models: dict, tokenizer, text="A gorgeous, funny and moving 
     """A Text box and an output line per model; ``panel.children[0].value = ...`` updates it."""
     import ipywidgets as W
 
+    if not isinstance(models, dict) or not models:
+        raise ValueError("models must be a non-empty dict of name → model")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not callable(tokenizer):
+        raise TypeError("tokenizer must be the models' tokenizer (a callable), "
+                        f"got {type(tokenizer).__name__}")
     box = W.Text(value=text, description="sentence", layout=W.Layout(width="90%"))
     out = W.HTML()
 
