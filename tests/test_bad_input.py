@@ -19,15 +19,35 @@ from torch import nn
 
 from minilora import checks
 from minilora.adamw import AdamW
+from minilora.course import cache_key, format_record, load_or_compute
 from minilora.data import Encoded, Snippet, batches, encode, label_of, load_snippets, read_tsv, sample_indices
-from minilora.lora import LoRALinear, apply_lora, lora_costs, lora_parameter_count, mark_only_lora_trainable
-from minilora.memory import LlamaShape, activation_bytes, finetune_memory, measured_step_timeline
+from minilora.files import atomic_folder
+from minilora.lora import (
+    LoRALinear,
+    apply_lora,
+    lora_costs,
+    lora_parameter_count,
+    mark_only_lora_trainable,
+    replace_module,
+)
+from minilora.memory import (
+    LLAMA,
+    LlamaShape,
+    Timeline,
+    activation_bytes,
+    finetune_memory,
+    measured_step_timeline,
+)
 from minilora.models import check_device, load_model
 from minilora.paged import PagedAdamW
 from minilora.quant import (
     dequantize,
     dynamic_map,
+    excess_kurtosis,
     int4_levels,
+    linear_weights,
+    logit_kl,
+    mean_and_se,
     nearest_codes,
     nf4_levels,
     normal_float_levels,
@@ -36,11 +56,44 @@ from minilora.quant import (
     quantize_blockwise,
     unpack_nibbles,
 )
-from minilora.rank import effective_rank, energy_rank, subspace_similarity, truncate, truncation_summary
-from minilora.stats import binomial_se, compare, mcnemar, paired_bootstrap
-from minilora.train import predict, train
+from minilora.rank import (
+    amplification_factor,
+    effective_rank,
+    energy_rank,
+    subspace_similarity,
+    truncate,
+    truncation_summary,
+)
+from minilora.stats import PairedTest, binomial_se, compare, mcnemar, paired_bootstrap
+from minilora.train import lr_multiplier, predict, train
+from minilora.widgets import MemoryExplorer
 
 NAN, INF = float("nan"), float("inf")
+LLAMA_7B = LLAMA["7B"]
+
+
+def read_tsv_text(text):
+    return read_tsv_bytes(text.encode())
+
+
+def read_tsv_bytes(raw):
+    import tempfile
+    from pathlib import Path
+
+    f = Path(tempfile.mkdtemp()) / "x.tsv"
+    f.write_bytes(raw)
+    return read_tsv(f)
+
+
+def tied():
+    m = nn.Sequential(nn.Linear(4, 4))
+    m.append(m[0])
+    return m
+
+
+def enter(context):
+    with context:
+        pass
 
 
 def empty_encoded():
@@ -213,6 +266,69 @@ CASES = [
     ("LlamaShape d_model", lambda: LlamaShape("x", 10, 0, 2, 128, 4), ValueError, "d_model"),
     ("LlamaShape heads", lambda: LlamaShape("x", 10, 64, 2, 128, 6), ValueError, "n_heads"),
     ("activation_bytes batch", lambda: activation_bytes("7B", batch=0), ValueError, "batch"),
+    # ---- second probe: members of the same families that the first table did not list
+    ("check_choice substring", lambda: checks.check_choice("ab", "method", "abc"), ValueError, "method"),
+    ("check_number huge int", lambda: checks.check_number(10**400, "lr"), ValueError, "lr"),
+    ("compare acc_a", lambda: compare(1.5, 0.6, 10), ValueError, "acc_a"),
+    ("PairedTest by hand", lambda: PairedTest(0, 2.0, NAN, -3, 5, NAN, -1, 7.0, NAN), ValueError, "n must"),
+    ("bootstrap strings", lambda: paired_bootstrap(["a", "b"], ["c", "d"]), TypeError, "values_a"),
+    ("valence with underscore", lambda: read_tsv_text("id\tvalence\ttext\n1\t0_3\tx\n"), ValueError,
+     "valence '0_3'"),
+    ("id with spaces", lambda: read_tsv_text("id\tvalence\ttext\n a\t1\tx\n"), ValueError, "id"),
+    ("invalid utf-8", lambda: read_tsv_bytes(b"id\tvalence\ttext\n1\t1\t\xff\n"),
+     ValueError, ":2: not valid"),
+    ("read_tsv folder", lambda: read_tsv("/tmp"), FileNotFoundError, "path must"),
+    ("Snippet nan", lambda: Snippet("1", "x", NAN, 1), ValueError, "valence"),
+    ("Encoded float ids", lambda: Encoded(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.long),
+                                          torch.zeros(2, dtype=torch.long)), TypeError, "input_ids"),
+    ("Encoded mask 2", lambda: Encoded(torch.ones(2, 3, dtype=torch.long), torch.full((2, 3), 2),
+                                       torch.zeros(2, dtype=torch.long)), ValueError, "attention_mask"),
+    ("Encoded empty batch", lambda: tiny_encoded().batch([]), ValueError, "index"),
+    ("encode no tokenizer", lambda: encode([Snippet("1", "good", 1.0, 1)], None), TypeError, "tokenizer"),
+    ("lr_multiplier warmup", lambda: lr_multiplier(5, 10, -1), ValueError, "warmup_steps"),
+    ("train bad factory", lambda: train(Tiny(0), tiny_encoded(), optimizer=lambda p: None), TypeError,
+     "optimizer"),
+    ("train model without params", lambda: train(nn.Module(), tiny_encoded()), ValueError, "model"),
+    ("AdamW lr x weight_decay", lambda: AdamW([P], lr=1.0, weight_decay=3.0), ValueError, "weight_decay"),
+    ("AdamW eps underflows", lambda: AdamW([P], eps=1e-50), ValueError, "eps"),
+    ("AdamW huge lr", lambda: AdamW([P], lr=1e38), ValueError, "lr"),
+    ("AdamW duplicate param", lambda: AdamW([P, P]), ValueError, "twice"),
+    ("AdamW empty", lambda: AdamW([]), ValueError, "params"),
+    ("AdamW one tensor", lambda: AdamW(P), TypeError, "params"),
+    ("LoRALinear rslora str", lambda: LoRALinear(nn.Linear(8, 4), r=2, rslora="no"), TypeError, "rslora"),
+    ("apply_lora seed", lambda: apply_lora(nn.Sequential(nn.Linear(2, 2)), ("0",), r=1, seed=-1), ValueError,
+     "seed"),
+    ("apply_lora tied", lambda: apply_lora(tied(), ("0", "1"), r=2), ValueError, "tied"),
+    ("lora_parameter_count non-linear", lambda: lora_parameter_count(
+        nn.Sequential(nn.Linear(2, 2), nn.ReLU()), ("0", "1"), 1), TypeError, "ReLU"),
+    ("replace_module missing", lambda: replace_module(nn.Sequential(nn.Linear(2, 2)), "nope", nn.Identity()),
+     ValueError, "name"),
+    ("as_levels one value", lambda: quantize_blockwise(torch.randn(64), torch.tensor([1.0, 1.0])), ValueError,
+     "distinct"),
+    ("double_levels typo", lambda: quantize_blockwise(torch.randn(64), nf4_levels(), double_levels="bogus"),
+     ValueError, "double_levels"),
+    ("nf offset near 1/2", lambda: normal_float_levels(4, offset=0.5000001), ValueError, "offset"),
+    ("kl shapes", lambda: logit_kl(torch.zeros(2, 2), torch.zeros(3, 2)), ValueError, "shape"),
+    ("mean_and_se one value", lambda: mean_and_se(torch.tensor([1.0])), ValueError, "values"),
+    ("kurtosis of a constant", lambda: excess_kurtosis(torch.zeros(10)), ValueError, "w must"),
+    ("skip everything", lambda: linear_weights(nn.Sequential(nn.Linear(2, 2)), skip=("",)),
+     ValueError, "skip"),
+    ("amplification of zero", lambda: amplification_factor(torch.zeros(4, 4), torch.eye(4), 2), ValueError,
+     "delta"),
+    ("cache key escape", lambda: load_or_compute("ok", "x/../../escaped", lambda: ({}, {})),
+     ValueError, "key"),
+    ("cache unknown module", lambda: cache_key({"a": 1}, "minilora.nope"), ValueError, "module"),
+    ("cache files str", lambda: cache_key({"a": 1}, "minilora.train", files="/etc/hostname"), TypeError,
+     "files"),
+    ("atomic_folder root", lambda: enter(atomic_folder("/", replaces=None)), ValueError, "folder of its own"),
+    ("Timeline lengths", lambda: Timeline(["a", "b"], ["forward"], {"w": [1, 2]}), ValueError, "phases"),
+    ("Timeline phase", lambda: Timeline(["a"], ["fwd"], {"w": [1]}), ValueError, "phases"),
+    ("lora_parameters r", lambda: LLAMA_7B.lora_parameters(r=-5), ValueError, "r must"),
+    ("MemoryExplorer seq_len", lambda: MemoryExplorer(seq_len=100_000, draw=False), ValueError, "seq_len"),
+    ("MemoryExplorer model", lambda: MemoryExplorer(model="70B", draw=False), ValueError, "model"),
+    ("gpu record nan", lambda: format_record({"date": "d", "card": "c", "rows": [], "n": NAN}), ValueError,
+     "NaN"),
+    ("load_model meta", lambda: check_device("meta"), ValueError, "device"),
 ]
 
 

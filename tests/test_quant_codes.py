@@ -43,7 +43,7 @@ def test_packing_puts_two_codes_in_a_byte(n):
     assert packed.numel() == (n + 1) // 2 and packed.dtype == torch.uint8
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(n=st.integers(0, 600))
 def test_pack_unpack_round_trip_every_size(n):
     codes = torch.randint(0, 16, (n,), dtype=torch.uint8)

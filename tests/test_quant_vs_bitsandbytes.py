@@ -1,9 +1,9 @@
 """minilora.quant cross-checked against bitsandbytes 0.50 on CPU: same 4-bit codes, absmax and values.
 
 bitsandbytes is a reference only (never imported by minilora). Its CPU ``quantize_4bit`` is a
-pure-PyTorch kernel; its native CPU ``dequantize_4bit`` is wrong for some shapes (see
-test_bnb_cpu_dequantize_bug_is_documented), so values are compared with the ones rebuilt from
-its codes and absmax: ``code_table[code] · absmax`` in float32, then cast.
+pure-PyTorch kernel; its native CPU ``dequantize_4bit`` is wrong for some shapes on some CPUs
+(test_native_cpu_dequantize_is_documented_where_it_differs), so values are compared with the
+ones rebuilt from its codes and absmax: ``code_table[code] · absmax`` in float32, then cast.
 """
 
 from __future__ import annotations
@@ -54,31 +54,48 @@ def test_same_codes_on_minilm_matrices(minilm):
             assert torch.equal(dequantize(q), bnb_rebuilt(packed, state, w.numel()))
 
 
-def test_bnb_dequantize_agrees_where_it_is_right():
-    torch.manual_seed(0)
-    x = torch.randn(256, 512)  # rows a multiple of every blocksize used: the native kernel is right
-    for bs in (64, 128, 256):
-        packed, state = F.quantize_4bit(x, blocksize=bs, quant_type="nf4")
-        ours = dequantize(quantize_blockwise(x, nf4_levels(), bs))
-        assert torch.equal(ours, F.dequantize_4bit(packed, state))
+NATIVE_CASES = [((256, 512), 64), ((256, 512), 128), ((256, 512), 256),  # rows line up with blocks
+                ((1536, 384), 256), ((5, 96), 64), ((64, 64), 128)]        # rows do not
 
 
-def test_bnb_cpu_dequantize_bug_is_documented():
-    """bitsandbytes 0.50.2's native CPU dequantize_4bit mis-assigns absmax when blocks do not
-    line up with rows, e.g. MiniLM's 1536×384 FFN matrix at blocksize 256 (or 5×96 at 64).
-    We match the values its own codes and absmax define, not its kernel's output."""
-    if bitsandbytes.__version__ != "0.50.2":
-        pytest.skip(f"documents bitsandbytes 0.50.2; installed {bitsandbytes.__version__}")
+def test_native_cpu_dequantize_is_documented_where_it_differs():
+    """bitsandbytes' native CPU ``dequantize_4bit`` takes a kernel path that depends on the CPU
+    (AVX-512 or not, its build): on some machines it mis-assigns absmax when blocks do not line
+    up with rows (seen with 0.50.2 on AVX-512 for 1536×384 @ 256, 5×96 @ 64, 64×64 @ 128),
+    on others (an AVX2-only EPYC) it is right everywhere. So we never require the quirk, nor
+    its absence: ours must equal the values bitsandbytes' own codes and absmax define; where
+    the native kernel disagrees with those, the case is printed (and the rebuilt values are
+    checked to be the closer ones); where it agrees everywhere, the test says so and skips."""
     torch.manual_seed(0)
-    for shape, bs in (((1536, 384), 256), ((5, 96), 64), ((64, 64), 128)):
+    differ = []
+    for shape, bs in NATIVE_CASES:
         x = torch.randn(shape)
         packed, state = F.quantize_4bit(x, blocksize=bs, quant_type="nf4")
         native, rebuilt = F.dequantize_4bit(packed, state), bnb_rebuilt(packed, state, x.numel())
-        ours = dequantize(quantize_blockwise(x, nf4_levels(), bs))
-        assert torch.equal(ours, rebuilt)
-        assert not torch.equal(native, rebuilt), f"bitsandbytes fixed {shape} @ {bs}: update this test"
-        # the rebuilt values are the right ones: they are closer to x than the native output
-        assert (rebuilt - x).abs().mean() < (native - x).abs().mean()
+        assert torch.equal(dequantize(quantize_blockwise(x, nf4_levels(), bs)), rebuilt)
+        if not torch.equal(native, rebuilt):
+            differ.append(f"{shape} @ {bs}")
+            assert (rebuilt - x).abs().mean() < (native - x).abs().mean()  # the rebuilt values are right
+    if not differ:
+        pytest.skip(f"bitsandbytes {bitsandbytes.__version__}'s native CPU dequantize agrees with its own "
+                    "codes and absmax on every case on this CPU (its kernel path here has no quirk)")
+    print(f"bitsandbytes {bitsandbytes.__version__} native CPU dequantize differs on this CPU for: "
+          + ", ".join(differ))
+
+
+def test_fp4_tiny_positive_value_takes_the_negative_zero_code_in_both_libraries():
+    """FP4 has two zeros: code 0 (+0.0) and code 8 (−0.0). A value too small for FP4's smallest
+    level lands on a zero; both libraries give it the same code, and its decoded 0.0
+    re-quantises to code 0 in both. Harmless (both codes decode to 0), documented, not hidden."""
+    x = torch.zeros(64)
+    x[0], x[1] = 1.0, 1e-4  # 1e-4 / absmax is far below FP4's smallest level (1/192)
+    ours = quantize_blockwise(x, fp4_levels(), 64)
+    packed, _ = F.quantize_4bit(x, blocksize=64, quant_type="fp4")
+    assert torch.equal(ours.packed, packed.reshape(-1))
+    again = quantize_blockwise(dequantize(ours), fp4_levels(), 64)
+    packed_again, _ = F.quantize_4bit(dequantize(ours), blocksize=64, quant_type="fp4")
+    assert torch.equal(again.packed, packed_again.reshape(-1))
+    assert (int(ours.codes()[1]), int(again.codes()[1])) == (8, 0)
 
 
 @pytest.fixture(scope="module")
