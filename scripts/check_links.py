@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 EXTERNAL = ("http:", "https:", "mailto:", "javascript:", "//", "tel:")
 
@@ -34,6 +34,13 @@ class _Collect(HTMLParser):
             if (name == "href" and tag in ("a", "link", "area")) or (name == "src" and tag in (
                     "img", "script", "iframe", "source", "video", "audio", "embed")):
                 self.refs.append((f"{tag}.{name}", value))
+
+
+def fragment_forms(fragment: str) -> set[str]:
+    """The ids a browser would match a ``#fragment`` against: the URL parser percent-encodes it
+    (non-ASCII, space, quotes, <, >, `), then the page is searched for it as encoded and decoded."""
+    encoded = "".join(c if 0x21 <= ord(c) < 0x7F and c not in '"<>`' else quote(c) for c in fragment)
+    return {fragment, encoded, unquote(encoded)}
 
 
 def parse(path: Path) -> _Collect:
@@ -71,8 +78,7 @@ def check_site(site: Path) -> list[str]:
                 continue
             if parts.fragment and target.suffix == ".html":
                 ids = pages[target].ids if target in pages else parse(target).ids
-                # as a browser does (HTML "indicated part"): the raw fragment, then its decoding
-                if parts.fragment not in ids and unquote(parts.fragment) not in ids:
+                if not ids & fragment_forms(parts.fragment):
                     problems.append(f"{where}: {what} {ref!r}: no element with id {parts.fragment!r}")
     return problems
 
