@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e_server import LabServer, free_port, install_kernelspec, isolated_jupyter_env, lab_command, new_token  # noqa: E402
+from e2e_server import (  # noqa: E402
+    LabServer,
+    free_port,
+    install_kernelspec,
+    isolated_jupyter_env,
+    lab_command,
+    new_token,
+    stop_on_signals,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -446,7 +454,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="",
                     help="only the notebooks whose name contains one of these (comma-separated)")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "e2e")
-    ap.add_argument("--timeout", type=float, default=900, help="seconds for one notebook's Run All")
+    ap.add_argument("--timeout", type=float, default=1200, help="seconds for one notebook's Run All")
     ap.add_argument("--headed", action="store_true")
     ap.add_argument("--no-trust", action="store_true",
                     help="do not trust the notebooks first (as `make lab` did before it did so)")
@@ -454,6 +462,7 @@ def main(argv=None) -> int:
     from playwright.sync_api import sync_playwright
 
     started = time.monotonic()
+    stop_on_signals()
     notebooks = widget_notebooks(args.notebooks)
     if args.only:
         notebooks = [p for p in notebooks if any(s and s in p.name for s in args.only.split(","))]

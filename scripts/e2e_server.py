@@ -4,7 +4,8 @@
         ...   # the server answers /api here; on leaving the block (error or not) it and every
               # process it started (kernels included: they run in sessions of their own) are gone
 
-Nothing here needs a browser, so tests/test_e2e_harness.py checks it directly.
+If the harness itself is killed, the server gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and
+shuts its kernels down. Nothing here needs a browser, so tests/test_e2e_harness.py checks it.
 """
 
 from __future__ import annotations
@@ -74,6 +75,27 @@ def lab_command(root: Path, port: int, token: str, python: str = sys.executable)
     return cmd
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM it when the process that started it dies, even
+    by SIGKILL, so no server outlives the harness (it then shuts its kernels down itself)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def stop_on_signals() -> None:
+    """Turn SIGTERM, SIGHUP and SIGINT (even where a shell set it to be ignored) into SystemExit,
+    so that ``with LabServer(...)`` blocks unwind and stop their server."""
+    def leave(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, leave)
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
@@ -105,7 +127,8 @@ class LabServer:
             self._log_file = open(self.log, "wb")  # noqa: SIM115 (closed in stop)
         out = self._log_file or subprocess.DEVNULL
         self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
         deadline = time.monotonic() + self.timeout
         while not _answers(self.ready_url):
             if self.process.poll() is not None:

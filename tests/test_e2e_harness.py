@@ -208,3 +208,56 @@ def test_run_notebooks_writes_labs_metadata_and_finds_missing_widget_state(tmp_p
                                          "name": "python3"}
     assert nb.nbformat_minor == 5 and nb.cells[0]["id"]
     json.dumps(nb)  # still plain JSON
+
+
+HARNESS = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {scripts!r})
+    from e2e_server import LabServer, stop_on_signals
+    stop_on_signals()
+    with LabServer([sys.executable, {script!r}, "{port}", {pidfile!r}], "http://127.0.0.1:{port}/api",
+                   timeout=20, grace=2) as srv:
+        print(srv.process.pid, flush=True)
+        time.sleep(600)
+""")
+
+
+def start_harness(server_mod, tmp_path):
+    import subprocess
+
+    from conftest import ROOT
+
+    (tmp_path / "fake_lab.py").write_text(FAKE_SERVER)
+    code = HARNESS.format(scripts=str(ROOT / "scripts"), script=str(tmp_path / "fake_lab.py"),
+                          port=server_mod.free_port(), pidfile=str(tmp_path / "kernel.pid"))
+    harness = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server_pid = int(harness.stdout.readline())
+    return harness, server_pid, int((tmp_path / "kernel.pid").read_text())
+
+
+def wait_gone(pid, seconds=10):
+    deadline = time.monotonic() + seconds
+    while not gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return gone(pid)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+def test_a_signalled_harness_stops_its_server_and_kernels(server_mod, tmp_path, how):
+    import signal
+
+    harness, server_pid, kernel_pid = start_harness(server_mod, tmp_path)
+    harness.send_signal(getattr(signal, how))
+    assert harness.wait(20) == 128 + getattr(signal, how)
+    assert wait_gone(server_pid) and wait_gone(kernel_pid)
+
+
+def test_a_killed_harness_takes_its_server_along(server_mod, tmp_path):
+    harness, server_pid, kernel_pid = start_harness(server_mod, tmp_path)
+    harness.kill()  # SIGKILL: no cleanup code runs; the server gets SIGTERM from the OS
+    harness.wait(10)
+    try:
+        assert wait_gone(server_pid)
+    finally:
+        if not gone(kernel_pid):  # a real Jupyter server shuts its kernels down on SIGTERM
+            psutil.Process(kernel_pid).kill()
