@@ -130,7 +130,7 @@ MARK_CELL_JS = """async (i) => {
 
 # Texts of outputs that should be widgets but render as something else, per output element.
 OUTPUT_TEXTS_JS = """(root) => Array.from(root.querySelectorAll('.jp-OutputArea-output')).map(e => ({
-  mime: e.getAttribute('data-mime-type'), text: (e.innerText || '').slice(0, 200)}))"""
+  mime: e.getAttribute('data-mime-type'), text: (e.textContent || '').trim().slice(0, 200)}))"""
 
 # Selects whose option labels do not fit their box (label text width vs the box's inner width).
 DROPDOWN_FIT_JS = """(sel) => {
@@ -203,12 +203,29 @@ class Notebook:
         except Exception:  # noqa: BLE001 (no toast shown: nothing to dismiss)
             pass
 
-    def widgets_as_text(self, root_selector: str = ".jp-NotebookPanel") -> list[str]:
+    def widgets_as_text(self, wait: float = 15) -> list[str]:
+        """Outputs that are widgets in the notebook model but are not drawn as widgets: shown as
+        their text repr (``VBox(children=...``), or stuck at 'Loading widget...' / an error."""
         bad = []
-        for o in self.page.locator(root_selector).first.evaluate(OUTPUT_TEXTS_JS):
-            if (o["mime"] == "text/plain" and WIDGET_AS_TEXT.match(o["text"])) or \
-                    o["text"].startswith(("Loading widget", "Error displaying widget")):
-                bad.append(o["text"].splitlines()[0][:90] if o["text"] else o["mime"])
+        cells = [i for i, c in enumerate(self.state()["cells"]) if c and "widget" in c["outputs"]]
+        for i in cells:
+            self.page.evaluate(MARK_CELL_JS, i)
+            cell = self.page.locator(f"[data-e2e-cell='{i}']")
+            deadline = time.monotonic() + wait
+            while True:
+                outs = [o for o in cell.evaluate(OUTPUT_TEXTS_JS)
+                        if o["mime"] != "application/vnd.jupyter.stderr"]
+                drawn = cell.locator(".jp-OutputArea-output .jupyter-widgets").count() > 0
+                if drawn or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            if not drawn:
+                text = next((o["text"] for o in outs if o["text"]), "") or "nothing drawn"
+                bad.append(f"cell {i}: {text[:90]}")
+        for o in self.page.locator(".jp-NotebookPanel").first.evaluate(OUTPUT_TEXTS_JS):
+            if o["mime"] == "text/plain" and WIDGET_AS_TEXT.match(o["text"]) and \
+                    not any(o["text"][:60] in b for b in bad):
+                bad.append(o["text"][:90])
         return bad
 
     # ---- 1. open
