@@ -53,6 +53,8 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
 KERNEL, KERNEL_DISPLAY = "minilora", "Python (minilora)"
 # The repr ipywidgets prints when the widget itself cannot be shown: VBox(children=(...
 WIDGET_AS_TEXT = re.compile(r"^\s*\[?['\"]?[A-Z]\w*\((children|value|description|options|layout)=")
+# A matplotlib figure shown as its repr instead of an image (no inline backend).
+FIGURE_AS_TEXT = re.compile(r"^<Figure size [\d.]+x[\d.]+ with \d+ Axes>$")
 CHANGED = 5e-4       # fraction of pixels that must differ for "the figure changed"
 MIN_PX_PER_VALUE = 1.0   # fewer pixels of slider track per value: some values cannot be reached by mouse
 
@@ -226,6 +228,8 @@ class Notebook:
             if o["mime"] == "text/plain" and WIDGET_AS_TEXT.match(o["text"]) and \
                     not any(o["text"][:60] in b for b in bad):
                 bad.append(o["text"][:90])
+            if o["mime"] == "text/plain" and FIGURE_AS_TEXT.match(o["text"]):
+                bad.append(f"a figure, not drawn: {o['text'][:60]}")
         return bad
 
     # ---- 1. open
@@ -238,7 +242,7 @@ class Notebook:
         if self.page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").count():
             self.error("unsaved-changes dot on opening, before anything ran (metadata rewritten on open)")
         for text in self.widgets_as_text():
-            self.error(f"widget renders as text on opening: {text}")
+            self.error(f"on opening, a widget renders as text or not at all: {text}")
         self.screenshot("opened")
 
     def accept_kernel_dialog(self) -> bool:
@@ -288,7 +292,7 @@ class Notebook:
             self.error(f"{len(code) - ran} of {len(code)} code cells did not run" if ran < len(code)
                        else f"not every code cell ran once in order (execution counts {counts})")
         for text in self.widgets_as_text():
-            self.error(f"widget renders as text after running: {text}")
+            self.error(f"after running, an output renders as text or not at all: {text}")
         self.screenshot("ran all")
         return seconds
 
@@ -309,7 +313,10 @@ class Notebook:
                 self.error(f"cell {i}: text cut by its box: '{text}'")
             for k in range(n):
                 self.page.evaluate(MARK_CELL_JS, i)
-                self.explore_control(cell, cell.locator(CONTROLS).nth(k), i)
+                try:
+                    self.explore_control(cell, cell.locator(CONTROLS).nth(k), i)
+                except Exception as e:  # noqa: BLE001 (recorded; the next control is still moved)
+                    self.error(f"cell {i} control {k}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
 
     def output_image(self, cell) -> bytes:
         """The panel's output (its Output widgets, else its HTML widgets) as one PNG strip."""
@@ -393,6 +400,8 @@ class Notebook:
             sel = control.locator("select")
             info = sel.evaluate(DROPDOWN_FIT_JS)
             i0, n = info["index"], info["n"]
+            if n < 2:
+                return []  # one option: nothing to move
             i1 = i0 + 1 if i0 < n - 1 else i0 - 1
             # the choice a person makes in the opened list (keys on a closed <select> do nothing
             # in headless Chromium; Playwright's select_option dispatches the same input/change)
