@@ -482,6 +482,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "e2e")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds for one notebook's Run All")
     ap.add_argument("--headed", action="store_true")
+    ap.add_argument("--open-only", action="store_true",
+                    help="only step 1: open each notebook and check what shows before anything runs")
     ap.add_argument("--no-trust", action="store_true",
                     help="do not trust the notebooks first (as `make lab` did before it did so)")
     args = ap.parse_args(argv)
@@ -527,10 +529,11 @@ def main(argv=None) -> int:
                               args.timeout)
                 try:
                     nb.open(token)
-                    nb.pick_kernel()
-                    seconds = nb.run_all()
-                    print(f"  ran all cells in {seconds:.0f} s", flush=True)
-                    nb.explore_widgets()
+                    if not args.open_only:
+                        nb.pick_kernel()
+                        seconds = nb.run_all()
+                        print(f"  ran all cells in {seconds:.0f} s", flush=True)
+                        nb.explore_widgets()
                 except Exception as e:  # noqa: BLE001 (recorded as an error; the next notebook runs)
                     nb.error(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
                     try:
