@@ -487,8 +487,6 @@ def main(argv=None) -> int:
     ap.add_argument("--no-trust", action="store_true",
                     help="do not trust the notebooks first (as `make lab` did before it did so)")
     args = ap.parse_args(argv)
-    from playwright.sync_api import sync_playwright
-
     started = time.monotonic()
     stop_on_signals()
     notebooks = widget_notebooks(args.notebooks)
@@ -516,6 +514,21 @@ def main(argv=None) -> int:
           f"JupyterLab on {base}", flush=True)
     server = LabServer(lab_command(served, port, token), f"{base}/api", env=env,
                        log=args.out / "jupyterlab.log")
+    try:
+        run_all(args, notebooks, server, base, token, report)
+    except SystemExit as e:  # a signal (stop_on_signals): the server is already stopped here
+        report.errors.append(f"interrupted (exit {e.code}) after {report.notebooks} notebooks")
+    print(f"wall time {time.monotonic() - started:.0f} s; screenshots in {args.out}")
+    for e in report.errors:
+        print(f"  error: {e}")
+    print(report.summary())
+    return 1 if report.errors else 0
+
+
+def run_all(args, notebooks: list[Path], server: LabServer, base: str, token: str, report: Report) -> None:
+    """Steps 1-3 for each notebook, in one browser, against the running ``server``."""
+    from playwright.sync_api import sync_playwright
+
     with server, sync_playwright() as pw:
         browser = pw.chromium.launch_persistent_context(
             str(args.out / "chromium-profile"), executable_path=chromium_path(), headless=not args.headed,
@@ -547,11 +560,6 @@ def main(argv=None) -> int:
                 print(f"  {path.name}: {time.monotonic() - t0:.0f} s", flush=True)
         finally:
             browser.close()
-    print(f"wall time {time.monotonic() - started:.0f} s; screenshots in {args.out}")
-    for e in report.errors:
-        print(f"  error: {e}")
-    print(report.summary())
-    return 1 if report.errors else 0
 
 
 if __name__ == "__main__":
