@@ -338,7 +338,7 @@ class Notebook:
         strip.save(buf, format="PNG")
         return buf.getvalue()
 
-    def settle(self, cell, reference: bytes, want_change: bool, timeout: float = 60) -> tuple[bytes, float]:
+    def settle(self, cell, reference: bytes, want_change: bool, timeout: float = 120) -> tuple[bytes, float]:
         """After a move: wait for the kernel and for the image to differ from (want_change) or
         equal (not want_change) ``reference``, then to hold still; return it and its difference."""
         deadline = time.monotonic() + timeout
