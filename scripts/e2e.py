@@ -55,7 +55,9 @@ KERNEL, KERNEL_DISPLAY = "minilora", "Python (minilora)"
 WIDGET_AS_TEXT = re.compile(r"^\s*\[?['\"]?[A-Z]\w*\((children|value|description|options|layout)=")
 # A matplotlib figure shown as its repr instead of an image (no inline backend).
 FIGURE_AS_TEXT = re.compile(r"^<Figure size [\d.]+x[\d.]+ with \d+ Axes>$")
-CHANGED = 5e-4       # fraction of pixels that must differ for "the figure changed"
+# Fraction of pixels that must differ for "the output changed": identical renders differ by 0, and a
+# marker moving a few pixels on a 900 x 400 figure is ~3e-4 (05's 2nd level 256 -> 512), so keep it low.
+CHANGED = 2e-5
 MIN_PX_PER_VALUE = 1.0   # fewer pixels of slider track per value: some values cannot be reached by mouse
 
 
@@ -319,12 +321,10 @@ class Notebook:
                     self.error(f"cell {i} control {k}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
 
     def output_image(self, cell) -> bytes:
-        """The panel's output (its Output widgets, else its HTML widgets) as one PNG strip."""
+        """The panel's output (its HTML summaries and Output widgets) as one PNG strip."""
         from PIL import Image
 
-        parts = cell.locator(".widget-output")
-        if parts.count() == 0:
-            parts = cell.locator(".widget-html")
+        parts = cell.locator(".widget-html, .widget-output")
         images = [Image.open(io.BytesIO(parts.nth(j).screenshot())).convert("RGB")
                   for j in range(parts.count())]
         if not images:
