@@ -4,6 +4,9 @@
 #   make notebooks  re-execute every notebook in place (CPU size), refreshing committed outputs
 #   make bench      ratio benchmarks against the references
 #   make lint       ruff
+#   make e2e        the course in JupyterLab in a real browser (Debian's chromium), every widget moved
+#                   (E2E_ARGS="--only 05,07" for some notebooks, "--open-only" for what shows before running)
+#   make site       the course as static pages in site/ (links checked)
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
@@ -20,7 +23,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MINILORA_CACHE ?= $(CURDIR)/.cache/minilora
 
-.PHONY: lab test unit nbtest notebooks bench lint clean venv
+# Browser tests drive Debian's Chromium (apt package `chromium`) with Python Playwright: no browser download.
+CHROMIUM ?= /usr/bin/chromium
+E2E_ARGS ?=
+
+.PHONY: lab test unit nbtest notebooks bench lint clean venv e2e site chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +45,8 @@ venv: $(VENV)/.test
 
 lab: $(VENV)/.notebooks
 	$(PY) -m ipykernel install --user --name minilora --display-name "Python (minilora)" >/dev/null
+	@# the course's own notebooks: trusted, so Lab draws their saved widgets before anything runs
+	$(BIN)/jupyter trust notebooks/*.ipynb >/dev/null
 	$(BIN)/jupyter lab notebooks/ $(AS_ROOT) $(LAB_ARGS)
 
 unit: $(VENV)/.test
@@ -57,5 +66,27 @@ bench: $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/ruff check minilora tests benchmarks scripts data
 
+$(VENV)/.e2e: $(VENV)/.notebooks
+	$(PY) -m pip install -q $(PIN) playwright
+	touch $@
+
+# Chromium from Debian's packages: installed here when run as root with apt-get, else say what to install.
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "e2e: installing Debian's chromium (apt-get install -y chromium)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "e2e: no Chromium at $(CHROMIUM). Install Debian's package: sudo apt-get install -y chromium" \
+	       "(or set CHROMIUM=/path/to/chromium)"; exit 1; \
+	fi
+
+e2e: $(VENV)/.e2e chromium
+	CHROMIUM=$(CHROMIUM) $(PY) scripts/e2e.py $(E2E_ARGS)
+
+site: $(VENV)/.notebooks
+	$(PY) scripts/build_site.py
+	$(PY) scripts/check_links.py site
+
 clean:
-	rm -rf .cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf .cache .pytest_cache .ruff_cache .hypothesis build site
