@@ -5,7 +5,7 @@
 #   make bench      ratio benchmarks against the references
 #   make lint       ruff
 #   make e2e        the course in JupyterLab in a real browser (Debian's chromium), every widget moved
-#                   (E2E_ARGS="--only 05,07" for some notebooks, "--open-only" for what shows before running)
+#                   (E2E_ARGS="--only 05,06" for some notebooks, "--open-only" for what shows before running)
 #   make site       the course as static pages in site/ (links checked)
 PYTHON  ?= python3
 VENV    ?= .venv

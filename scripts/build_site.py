@@ -39,7 +39,7 @@ TEMPLATES = Path(__file__).resolve().parent / "site_templates"
 
 # ---------------------------------------------------------------- the course map
 def topic(stem: str) -> str:
-    """A notebook's name without its number: ``07_paged_optimizer`` → ``paged_optimizer``."""
+    """A notebook's name without its number: ``06_paged_optimizer`` → ``paged_optimizer``."""
     return re.sub(r"^\d+_", "", stem)
 
 

@@ -7,7 +7,7 @@ pytest.importorskip("ipywidgets", reason="the widget needs ipywidgets (the noteb
 from minilora.memory import memory_summary  # noqa: E402
 from minilora.widgets.memory import MemoryExplorer  # noqa: E402
 
-# the controls set one after another in notebook 07's order: each test replays the steps before its own
+# the controls set one after another in notebook 06's order: each test replays the steps before its own
 STEPS = [("seq_len", 4096), ("paged", True), ("method", "full"), ("model", "7B"), ("method", "qlora")]
 
 

@@ -1,4 +1,4 @@
-"""Figures for notebook 07 (paged optimizer): the memory timeline of one training step as a
+"""Figures for notebook 06 (paged optimizer): the memory timeline of one training step as a
 stacked area chart, and paper-scale memory stacks as stacked bars.
 
 Pure functions: measured (or estimated) bytes in, a matplotlib ``Figure`` out.

@@ -1,4 +1,4 @@
-"""Notebook 07's memory explorer: pick a LLaMA size, a fine-tuning method, the sequence
+"""Notebook 06's memory explorer: pick a LLaMA size, a fine-tuning method, the sequence
 length and batch, gradient checkpointing and paging, and see what sits on the GPU.
 
 The numbers come from ``minilora.memory.memory_summary`` (stated formula and
