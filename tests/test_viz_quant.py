@@ -37,3 +37,19 @@ FIGURES = {
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_quant_figure_returns_a_figure(quant_weights, name):
     assert isinstance(FIGURES[name](quant_weights), Figure)
+
+
+def test_bits_error_labels_of_two_series_at_the_same_point_do_not_overlap():
+    # 05's curve: at blocksize 4096 fp32 constants (4.0078 bits) and double-quantised (4.0020 bits)
+    # have almost the same error, so their two "4096" labels used to print on top of each other
+    pts = [{"bits": 4 + 32 / b, "rel": 0.1 + 0.4 / b, "label": str(b), "series": "fp32 constants"} for b in (64, 4096)]
+    pts += [{"bits": 4 + 8 / b + 32 / (256 * b), "rel": 0.1 + 0.4 / b + 1e-6, "label": str(b),
+             "series": "double-quantised"} for b in (64, 4096)]
+    fig = bits_error_figure(pts)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = {(t.get_text(), t.get_color()): t.get_window_extent(renderer) for t in fig.axes[0].texts}
+    fours = [box for (text, _), box in boxes.items() if text == "4096"]
+    assert len(fours) == 2 and not fours[0].overlaps(fours[1])

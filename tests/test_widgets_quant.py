@@ -57,7 +57,7 @@ def double_quant_explorer_after(weights, n_steps):
     ``n_steps`` of: no double quantisation, back to 256, fp8 levels, blocksize 128."""
     ex = DoubleQuantExplorer(weights, nf4_levels(), draw=False)
     with_dq = ex.summary
-    steps = [("double_blocksize", None), ("double_blocksize", 256), ("double_levels", "fp8_e4m3"),
+    steps = [("double_blocksize", "off"), ("double_blocksize", 256), ("double_levels", "fp8_e4m3"),
              ("blocksize", 128)]
     for control, value in steps[:n_steps]:
         getattr(ex, control).value = value
@@ -89,3 +89,34 @@ def test_fp8_constants_cost_the_same_bits_with_another_error(quant_weights):
 def test_larger_blocks_cost_fewer_bits(quant_weights):
     ex, with_dq = double_quant_explorer_after(quant_weights, 4)
     assert ex.summary["bits"] < with_dq["bits"]
+
+
+def test_second_level_off_keeps_a_selection(quant_weights):
+    # ipywidgets treats an option value of None as "nothing selected": the dropdown went blank
+    ex, _ = double_quant_explorer_after(quant_weights, 1)
+    assert ex.double_blocksize.index == 0 and ex.double_blocksize.label == "off (fp32)"
+    assert ex.summary == double_quant_point(quant_weights, nf4_levels(), 64, None)
+
+
+def test_double_quant_explorer_can_start_without_a_second_level(quant_weights):
+    ex = DoubleQuantExplorer(quant_weights, nf4_levels(), double_blocksize=None, draw=False)
+    assert ex.double_blocksize.label == "off (fp32)" and ex.summary["bits"] == 4.5
+
+
+def test_matrix_labels_are_short_and_the_values_stay_the_module_names():
+    names = [f"bert.encoder.layer.{i}.{part}" for i in (0, 5) for part in (
+        "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+        "intermediate.dense", "output.dense")]
+    import torch
+
+    ex = QuantExplorer({n: torch.randn(8, 64) for n in names}, TABLES, draw=False)
+    labels = [label for label, _ in ex.matrix.options]
+    assert labels[:6] == ["L0 query", "L0 key", "L0 value", "L0 attn out", "L0 FFN in", "L0 FFN out"]
+    assert max(map(len, labels)) <= 12 and len(set(labels)) == len(labels)
+    ex.matrix.value = "bert.encoder.layer.5.intermediate.dense"
+    assert ex.matrix.label == "L5 FFN in" and ex.summary["blocks"] == 8
+
+
+def test_matrix_names_that_do_not_shorten_apart_are_kept_whole(quant_weights):
+    ex = QuantExplorer(quant_weights, TABLES, draw=False)
+    assert [label for label, _ in ex.matrix.options] == ["a.query", "b.dense"]

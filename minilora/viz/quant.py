@@ -140,12 +140,14 @@ def bits_error_figure(points: list[dict], highlight: dict | None = None) -> Figu
     fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.subplots()
     series = dict.fromkeys(p.get("series", "") for p in points)
-    for s in series:
+    for k, s in enumerate(series):
         pts = sorted((p for p in points if p.get("series", "") == s), key=lambda p: p["bits"])
-        ax.plot([p["bits"] for p in pts], [p["rel"] for p in pts], "o-", ms=4, label=s or None)
-        for p in pts:
-            ax.annotate(p["label"], (p["bits"], p["rel"]), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
+        line, = ax.plot([p["bits"] for p in pts], [p["rel"] for p in pts], "o-", ms=4, label=s or None)
+        above = k % 2 == 0      # alternate series label above / below their points: two series'
+        for p in pts:           # points at the same blocksize sit almost on top of each other
+            ax.annotate(p["label"], (p["bits"], p["rel"]), fontsize=6, color=line.get_color(),
+                        xytext=(3, 4 if above else -4), textcoords="offset points",
+                        va="bottom" if above else "top")
     if highlight is not None:
         ax.plot([highlight["bits"]], [highlight["rel"]], "r*", ms=16, label="current")
     ax.set_xlabel("stored bits per parameter")

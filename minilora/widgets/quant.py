@@ -12,10 +12,27 @@ by setting ``.value`` on the controls and reading ``.summary``.
 
 from __future__ import annotations
 
+import re
+
 from ..checks import check_choice
 from ..quant import dequantize, double_quant_point, quant_summary, quantize_blockwise
 
 BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+NO_SECOND_LEVEL = "off"     # the 2nd-level dropdown's value for fp32 constants (None would clear a Dropdown)
+
+_ROLES = (("attention.self.query", "query"), ("attention.self.key", "key"), ("attention.self.value", "value"),
+          ("attention.output.dense", "attn out"), ("intermediate.dense", "FFN in"), ("output.dense", "FFN out"))
+
+
+def short_label(name: str) -> str:
+    """A dropdown label short enough to show whole: ``bert.encoder.layer.0.intermediate.dense`` →
+    ``L0 FFN in``, ``…layer.3.attention.self.query`` → ``L3 query``; other names are kept."""
+    m = re.search(r"layer\.(\d+)\.(.+)$", name)
+    if m:
+        for suffix, role in _ROLES:
+            if m.group(2) == suffix:
+                return f"L{m.group(1)} {role}"
+    return name
 
 
 class QuantExplorer:
@@ -31,7 +48,10 @@ class QuantExplorer:
         check_choice(matrix or names[0], "matrix", names)
         check_choice(dtype or types[0], "dtype", types)
         check_choice(blocksize, "blocksize", BLOCKSIZES)
-        self.matrix = w.Dropdown(options=names, value=matrix or names[0], description="matrix")
+        labels = [short_label(n) for n in names]
+        if len(set(labels)) < len(labels):          # two names shorten alike: keep the full names
+            labels = names
+        self.matrix = w.Dropdown(options=list(zip(labels, names)), value=matrix or names[0], description="matrix")
         self.dtype = w.Dropdown(options=types, value=dtype or types[0], description="data type")
         self.blocksize = w.Dropdown(options=BLOCKSIZES, value=blocksize, description="blocksize")
         self.text = w.HTML()
@@ -47,7 +67,7 @@ class QuantExplorer:
 
         w, levels = self.weights[self.matrix.value], self.tables[self.dtype.value]
         q = quantize_blockwise(w.detach(), levels, self.blocksize.value)
-        title = f"{self.matrix.value} · {self.dtype.value} · blocks of {self.blocksize.value}"
+        title = f"{self.matrix.label} · {self.dtype.value} · blocks of {self.blocksize.value}"
         return quant_histogram_figure(w, dequantize(q), levels, self.blocksize.value, title)
 
     def update(self):
@@ -70,7 +90,9 @@ class QuantExplorer:
 
 
 class DoubleQuantExplorer:
-    """First-/second-level blocksize and constant-table controls; a bits-vs-error point."""
+    """First-/second-level blocksize and constant-table controls; a bits-vs-error point.
+
+    ``double_blocksize=None`` (or the control's value ``"off"``) keeps the constants in fp32."""
 
     def __init__(self, weights: dict, levels, curve: list[dict] | None = None, blocksize=64,
                  double_blocksize=256, double_levels="dynamic", draw=True):
@@ -83,8 +105,9 @@ class DoubleQuantExplorer:
         check_choice(double_levels, "double_levels", ("dynamic", "fp8_e4m3"))
         self.weights, self.levels, self.curve, self.draw = weights, levels, list(curve or []), draw
         self.blocksize = w.Dropdown(options=BLOCKSIZES, value=blocksize, description="blocksize")
-        second = (("off (fp32)", None),) + tuple((str(b), b) for b in BLOCKSIZES)
-        self.double_blocksize = w.Dropdown(options=second, value=double_blocksize, description="2nd level")
+        second = (("off (fp32)", NO_SECOND_LEVEL),) + tuple((str(b), b) for b in BLOCKSIZES)
+        self.double_blocksize = w.Dropdown(options=second, description="2nd level",
+                                           value=NO_SECOND_LEVEL if double_blocksize is None else double_blocksize)
         self.double_levels = w.Dropdown(options=("dynamic", "fp8_e4m3"), value=double_levels,
                                         description="8-bit table")
         self.text = w.HTML()
@@ -97,8 +120,9 @@ class DoubleQuantExplorer:
         self.update()
 
     def update(self):
-        s = double_quant_point(self.weights, self.levels, self.blocksize.value, self.double_blocksize.value,
-                               self.double_levels.value)
+        second = self.double_blocksize.value
+        s = double_quant_point(self.weights, self.levels, self.blocksize.value,
+                               None if second == NO_SECOND_LEVEL else second, self.double_levels.value)
         self.summary = s
         self.text.value = f"<b>{s['bits']:.4f}</b> bits/param · relative error <b>{s['rel']:.5f}</b>"
         if self.draw:
