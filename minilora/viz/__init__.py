@@ -10,7 +10,7 @@ from .lora import (
     rank_sweep_figure,
     subspace_similarity_figure,
 )
-from .memory import memory_stack_figure, timeline_figure
+from .memory import memory_stack_figure, paging_diagram, timeline_figure
 from .quant import (
     bits_error_figure,
     construction_figure,
@@ -25,7 +25,7 @@ from .tour import accuracy_bars_figure, dataset_figure, parameter_budget_figure,
 __all__ = [
     "accuracy_bars_figure", "accuracy_vs_rank_figure", "bits_error_figure", "budget_figure",
     "construction_figure", "cross_domain_figure", "dataset_figure", "error_bars_figure",
-    "learning_curve_figure", "levels_figure", "memory_stack_figure", "normality_figure",
+    "learning_curve_figure", "levels_figure", "memory_stack_figure", "normality_figure", "paging_diagram",
     "parameter_budget_figure", "probe_figure", "quant_histogram_figure", "rank_heatmaps_figure",
     "rank_sweep_figure", "spectra_figure", "subspace_similarity_figure", "timeline_figure",
     "truncation_figure",

@@ -91,3 +91,79 @@ def memory_stack_figure(stacks: dict, parts=STACK_PARTS, limits=GPU_LINES,
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title)
     return fig
+
+
+PAGING_PHASES = (
+    ("1 · page_out() before the forward pass", "states", "device → host\n(cudaMemPrefetchAsync to the CPU)"),
+    ("2 · forward + backward: the spike", None,
+     "states stay on the host;\nunder pressure the driver evicts more"),
+    ("3 · the update: states prefetched back", "states",
+     "host → device\n(prefetch; a fault would migrate on demand)"),
+)
+
+
+def paging_diagram(weight_bytes: float, state_bytes: float, activation_bytes: float, max_squares: int = 40,
+                   title: str = "Paged optimizer states in CUDA unified memory") -> Figure:
+    """A diagram of unified-memory paging over one training step: three panels (page out,
+    forward/backward, update), each a device box and a host box filled with pages — one
+    square = the same number of bytes everywhere — and an arrow for the pages that move.
+
+    ``weight_bytes``, ``state_bytes``, ``activation_bytes``: the sizes to draw (measured or
+    estimated by the caller; weights + gradients count as "weights" here). ``max_squares``
+    bounds the squares of the fullest box, so one square is ``max(W + A, S) / max_squares``.
+    """
+    for name, value in (("weight_bytes", weight_bytes), ("state_bytes", state_bytes),
+                        ("activation_bytes", activation_bytes)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    sizes = {"weights": weight_bytes, "optimizer states": state_bytes, "activations": activation_bytes}
+    if not isinstance(max_squares, int) or not 4 <= max_squares <= 400:
+        raise ValueError(f"max_squares must be an int in [4, 400], got {max_squares!r}")
+    unit = max(weight_bytes + activation_bytes, weight_bytes + state_bytes) / max_squares
+    squares = {k: max(1, round(v / unit)) for k, v in sizes.items()}
+    scale, label = _scale([unit])
+    cols = 8
+    fullest = squares["weights"] + max(squares["activations"], squares["optimizer states"])
+    rows = -(-fullest // cols)
+    fig = Figure(figsize=(12, 3.2), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, (name, moving, arrow) in zip(axes, PAGING_PHASES):
+        device = ["weights"] * squares["weights"]
+        host = []
+        if name.startswith("2"):
+            device += ["activations"] * squares["activations"]
+            host += ["optimizer states"] * squares["optimizer states"]
+        elif name.startswith("1"):
+            host += ["optimizer states"] * squares["optimizer states"]
+        else:
+            device += ["optimizer states"] * squares["optimizer states"]
+        for x0, (box, pages) in zip((0.0, cols + 4.0), (("GPU (device)", device), ("host RAM", host))):
+            ax.add_patch(_rect(x0 - 0.3, -0.3, cols + 0.6, rows + 0.6, face="none", edge="k"))
+            ax.text(x0 + cols / 2, rows + 0.6, box, ha="center", va="bottom", fontsize=9)
+            for i, part in enumerate(pages):
+                ax.add_patch(_rect(x0 + i % cols, i // cols, 0.85, 0.85, face=COLOURS[part], edge="white"))
+        forward = name.startswith(("1", "2"))
+        if moving or forward:
+            start, end = (cols + 0.5, cols + 3.5) if forward else (cols + 3.5, cols + 0.5)
+            ax.annotate("", xy=(end, rows / 2), xytext=(start, rows / 2),
+                        arrowprops=dict(arrowstyle="->", lw=2, color="k" if moving else "0.6",
+                                        ls="-" if moving else "--"))
+        ax.text(cols + 2, -0.8, arrow, ha="center", va="top", fontsize=7.5)
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_xlim(-0.6, 2 * cols + 4.6)
+        ax.set_ylim(-2.6, rows + 1.6)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    handles = [_rect(0, 0, 1, 1, face=COLOURS[k], edge="white") for k in sizes]
+    fig.legend(handles, [f"{k} ({v / scale:,.1f} {label})" for k, v in sizes.items()],
+               loc="outside lower center", ncols=3, fontsize=8,
+               title=f"one square ≈ {unit / scale:,.2f} {label}", title_fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def _rect(x, y, w, h, face, edge):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), w, h, facecolor=face, edgecolor=edge)
