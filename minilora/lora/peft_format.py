@@ -34,6 +34,28 @@ PREFIX = "base_model.model."
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 
+# Other adapter families save and load their own peft format through these two functions:
+# ``ADAPTER_FORMATS[peft_type]`` has ``.layers(model) -> dict``, ``.save(model, path, extra,
+# base_model_name_or_path)`` and ``.load(model, path)``; minilora.adalora registers "ADALORA".
+# (A registry, so that lora/ does not import the packages built on it.)
+ADAPTER_FORMATS: dict[str, object] = {}
+
+
+def register_adapter_format(peft_type: str, fmt) -> None:
+    """Let ``save_adapter``/``load_adapter`` handle a model's ``fmt.layers`` / a folder whose
+    config says ``peft_type`` with ``fmt.save`` / ``fmt.load``."""
+    ADAPTER_FORMATS[peft_type] = fmt
+
+
+def _registered_format(path):
+    """The registered format named by the folder's ``peft_type``; None for LoRA or unreadable
+    folders (``read_adapter`` then reports what is wrong)."""
+    try:
+        config = _read_config(Path(path) / CONFIG_NAME)
+    except (OSError, TypeError, ValueError):
+        return None
+    return ADAPTER_FORMATS.get(config.get("peft_type"))
+
 
 def _safetensors():
     try:
@@ -70,6 +92,9 @@ def save_adapter(model: nn.Module, path, extra=("classifier",), base_model_name_
         raise TypeError(f"base_model_name_or_path must be a str or None, got {base_model_name_or_path!r}")
     layers = lora_layers(model)
     if not layers:
+        for fmt in ADAPTER_FORMATS.values():
+            if fmt.layers(model):
+                return fmt.save(model, path, extra=extra, base_model_name_or_path=base_model_name_or_path)
         raise ValueError("model has no LoRALinear layer: nothing to save (call apply_lora first)")
     path = Path(path)
     extras = _extra_modules(model, extra)
@@ -304,6 +329,9 @@ def load_adapter(model: nn.Module, path) -> list[str]:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    fmt = _registered_format(path)
+    if fmt is not None:
+        return fmt.load(model, path)
     config, tensors = read_adapter(path)
     pairs, others = _split_pairs(tensors)
     problems = _problems(model, pairs, others, config)
