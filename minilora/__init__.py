@@ -12,6 +12,15 @@ __version__ = "0.1.0"
 from .adamw import AdamW
 from .data import DOMAINS, Snippet, encode, load_snippets
 
+# AdaLoRA: SVD-form adapters pruned to a rank budget by importance (AdaLoRA §3)
+from .adalora import (
+    RankAllocator,
+    SVDLinear,
+    apply_adalora,
+    budget_schedule,
+    orthogonal_regularization,
+)
+
 # LoRA: a frozen weight plus a trainable low-rank update (LoRA §4)
 from .lora import (
     LoRALinear,
@@ -62,6 +71,8 @@ __all__ = [
     # ground floor
     "AdamW", "DOMAINS", "Snippet", "binomial_se", "compare", "encode", "evaluate", "load_model",
     "load_snippets", "mcnemar", "paired_bootstrap", "pick_device", "predict", "train",
+    # AdaLoRA
+    "RankAllocator", "SVDLinear", "apply_adalora", "budget_schedule", "orthogonal_regularization",
     # LoRA
     "LoRALinear", "apply_lora", "load_adapter", "lora_layers", "lora_parameter_count",
     "mark_only_lora_trainable", "save_adapter",
