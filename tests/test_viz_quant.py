@@ -42,7 +42,8 @@ def test_quant_figure_returns_a_figure(quant_weights, name):
 def test_bits_error_labels_of_two_series_at_the_same_point_do_not_overlap():
     # 05's curve: at blocksize 4096 fp32 constants (4.0078 bits) and double-quantised (4.0020 bits)
     # have almost the same error, so their two "4096" labels used to print on top of each other
-    pts = [{"bits": 4 + 32 / b, "rel": 0.1 + 0.4 / b, "label": str(b), "series": "fp32 constants"} for b in (64, 4096)]
+    pts = [{"bits": 4 + 32 / b, "rel": 0.1 + 0.4 / b, "label": str(b), "series": "fp32 constants"}
+           for b in (64, 4096)]
     pts += [{"bits": 4 + 8 / b + 32 / (256 * b), "rel": 0.1 + 0.4 / b + 1e-6, "label": str(b),
              "series": "double-quantised"} for b in (64, 4096)]
     fig = bits_error_figure(pts)
@@ -53,3 +54,28 @@ def test_bits_error_labels_of_two_series_at_the_same_point_do_not_overlap():
     boxes = {(t.get_text(), t.get_color()): t.get_window_extent(renderer) for t in fig.axes[0].texts}
     fours = [box for (text, _), box in boxes.items() if text == "4096"]
     assert len(fours) == 2 and not fours[0].overlaps(fours[1])
+
+
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_blockwise_layout_parts_are_the_stored_bytes(double_quant):
+    import torch
+
+    from minilora.viz.quant import blockwise_layout_diagram, storage_parts
+
+    q = quantize_blockwise(torch.randn(96, 512, generator=torch.Generator().manual_seed(0)), nf4_levels(), 64,
+                           double_quant=double_quant)
+    parts = storage_parts(q)
+    assert sum(parts.values()) == q.nbytes
+    # 49,152 weights: 24,576 B of codes; 768 constants: 4 B each, or 1 B each + 3 scales of 256 + 1 offset
+    assert parts == ({"4-bit codes": 24576, "absmax, 8-bit codes": 768, "2nd-level scales (fp32)": 12,
+                      "offset (fp32)": 4} if double_quant else {"4-bit codes": 24576, "absmax (fp32)": 3072})
+    fig = blockwise_layout_diagram(q)
+    bars = [p.get_width() for p in fig.axes[1].patches]
+    assert sum(bars) == pytest.approx(8 * q.nbytes / q.numel()) and len(bars) == len(parts)
+
+
+def test_blockwise_layout_rejects_too_many_blocks(quant_weights):
+    from minilora.viz.quant import blockwise_layout_diagram
+
+    with pytest.raises(ValueError, match="shown_blocks"):
+        blockwise_layout_diagram(quantize_blockwise(quant_weights["a.query"], nf4_levels()), shown_blocks=20)

@@ -13,6 +13,7 @@ from .lora import (
 from .memory import memory_stack_figure, paging_diagram, timeline_figure
 from .quant import (
     bits_error_figure,
+    blockwise_layout_diagram,
     construction_figure,
     error_bars_figure,
     levels_figure,
@@ -23,7 +24,8 @@ from .rank import accuracy_vs_rank_figure, rank_heatmaps_figure, spectra_figure,
 from .tour import accuracy_bars_figure, dataset_figure, parameter_budget_figure, probe_figure
 
 __all__ = [
-    "accuracy_bars_figure", "accuracy_vs_rank_figure", "bits_error_figure", "budget_figure",
+    "accuracy_bars_figure", "accuracy_vs_rank_figure", "bits_error_figure", "blockwise_layout_diagram",
+    "budget_figure",
     "construction_figure", "cross_domain_figure", "dataset_figure", "error_bars_figure",
     "learning_curve_figure", "levels_figure", "memory_stack_figure", "normality_figure", "paging_diagram",
     "parameter_budget_figure", "probe_figure", "quant_histogram_figure", "rank_heatmaps_figure",

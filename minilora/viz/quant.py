@@ -155,3 +155,74 @@ def bits_error_figure(points: list[dict], highlight: dict | None = None) -> Figu
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def storage_parts(q) -> dict:
+    """Stored bytes of a ``QuantizedTensor`` by part (they sum to ``q.nbytes``)."""
+    if q.double_quant:
+        return {"4-bit codes": q.packed.numel(), "absmax, 8-bit codes": q.absmax.codes.numel(),
+                "2nd-level scales (fp32)": 4 * q.absmax.scale.numel(), "offset (fp32)": 4}
+    return {"4-bit codes": q.packed.numel(), "absmax (fp32)": 4 * q.absmax.numel()}
+
+
+PART_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")
+
+
+def blockwise_layout_diagram(q, shown_blocks: int = 6, title: str = "") -> Figure:
+    """How a blockwise-quantised tensor is stored. Left: the first ``shown_blocks`` blocks of
+    the flattened weights, each → its 4-bit codes and one absmax constant; with double
+    quantisation, the constants in groups of the second-level blocksize → one fp32 scale per
+    group, and one offset per tensor. Right: stored bytes per part (``q``'s own sizes) and
+    what each part costs in bits per parameter."""
+    if not 1 <= shown_blocks <= 12:
+        raise ValueError(f"shown_blocks must be in [1, 12], got {shown_blocks!r}")
+    parts = storage_parts(q)
+    n, b1, blocks = q.numel(), q.blocksize, -(-q.numel() // q.blocksize)
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    ax, ax_b = fig.subplots(1, 2, width_ratios=(2.3, 1))
+    k = min(shown_blocks, blocks)
+    for i in range(k):
+        x = 1.2 * i
+        ax.add_patch(_box(x, 3.0, 1.0, 0.6, "0.85"))
+        ax.text(x + 0.5, 3.3, f"block {i}\n{b1} weights", ha="center", va="center", fontsize=7)
+        ax.annotate("", xy=(x + 0.35, 2.25), xytext=(x + 0.35, 2.95),
+                    arrowprops=dict(arrowstyle="->", lw=0.8))
+        ax.add_patch(_box(x, 1.6, 0.7, 0.6, PART_COLOURS[0]))
+        ax.text(x + 0.35, 1.9, f"{b1 // 2} B", ha="center", va="center", fontsize=7, color="white")
+        ax.add_patch(_box(x + 0.75, 1.6, 0.12 if q.double_quant else 0.25, 0.6, PART_COLOURS[1]))
+    ax.text(1.2 * k + 0.2, 3.3, f"… {blocks:,} blocks, n = {n:,}", va="center", fontsize=8)
+    const = "1 B each: 8-bit code" if q.double_quant else "4 B each: fp32"
+    ax.text(1.2 * k + 0.2, 1.9, f"codes: {b1} × 4 bit = {b1 // 2} B per block\nabsmax c₂ (orange): {const}",
+            va="center", fontsize=8)
+    if q.double_quant:
+        b2 = q.absmax.blocksize
+        ax.add_patch(_box(0, 0.2, 1.2 * k - 0.2, 0.6, PART_COLOURS[2]))
+        ax.text(0.6 * k - 0.1, 0.5, f"one fp32 scale c₁ per {b2} constants c₂ (4 B)", ha="center",
+                va="center", fontsize=7.5, color="white")
+        ax.text(1.2 * k + 0.2, 0.5, f"+ one fp32 offset (mean of c₂) per tensor\n"
+                f"{-(-blocks // b2):,} scales for {blocks:,} constants", va="center", fontsize=8)
+    ax.set_xlim(-0.2, 1.2 * k + 4.2)
+    ax.set_ylim(0, 3.8)
+    ax.axis("off")
+    second = f", constants double-quantised in blocks of {q.absmax.blocksize}" if q.double_quant else ""
+    ax.set_title(title or f"Blockwise layout: blocksize {b1}{second}",
+                 fontsize=9, loc="left")
+    left = 0.0
+    for (name, nbytes), colour in zip(parts.items(), PART_COLOURS):
+        bits = 8 * nbytes / n
+        ax_b.barh(0, bits, left=left, height=0.6, color=colour,
+                  label=f"{name}: {nbytes:,} B = {bits:.4f} bit/param")
+        left += bits
+    ax_b.set_yticks([])
+    ax_b.set_ylim(-0.5, 2.6)
+    ax_b.set_xlim(0, 5)
+    ax_b.set_xlabel("bits per parameter (stored bytes × 8 / n)")
+    ax_b.set_title(f"stored: {sum(parts.values()):,} B = {left:.4f} bits/param", fontsize=9)
+    ax_b.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def _box(x, y, w, h, colour):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), w, h, facecolor=colour, edgecolor="white")
