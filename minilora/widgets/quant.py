@@ -21,7 +21,8 @@ BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 NO_SECOND_LEVEL = "off"     # the 2nd-level dropdown's value for fp32 constants (None would clear a Dropdown)
 
 _ROLES = (("attention.self.query", "query"), ("attention.self.key", "key"), ("attention.self.value", "value"),
-          ("attention.output.dense", "attn out"), ("intermediate.dense", "FFN in"), ("output.dense", "FFN out"))
+          ("attention.output.dense", "attn out"), ("intermediate.dense", "FFN in"),
+          ("output.dense", "FFN out"))
 
 
 def short_label(name: str) -> str:
@@ -51,7 +52,8 @@ class QuantExplorer:
         labels = [short_label(n) for n in names]
         if len(set(labels)) < len(labels):          # two names shorten alike: keep the full names
             labels = names
-        self.matrix = w.Dropdown(options=list(zip(labels, names)), value=matrix or names[0], description="matrix")
+        self.matrix = w.Dropdown(options=list(zip(labels, names)), value=matrix or names[0],
+                                 description="matrix")
         self.dtype = w.Dropdown(options=types, value=dtype or types[0], description="data type")
         self.blocksize = w.Dropdown(options=BLOCKSIZES, value=blocksize, description="blocksize")
         self.text = w.HTML()
@@ -106,8 +108,9 @@ class DoubleQuantExplorer:
         self.weights, self.levels, self.curve, self.draw = weights, levels, list(curve or []), draw
         self.blocksize = w.Dropdown(options=BLOCKSIZES, value=blocksize, description="blocksize")
         second = (("off (fp32)", NO_SECOND_LEVEL),) + tuple((str(b), b) for b in BLOCKSIZES)
+        off = double_blocksize is None
         self.double_blocksize = w.Dropdown(options=second, description="2nd level",
-                                           value=NO_SECOND_LEVEL if double_blocksize is None else double_blocksize)
+                                           value=NO_SECOND_LEVEL if off else double_blocksize)
         self.double_levels = w.Dropdown(options=("dynamic", "fp8_e4m3"), value=double_levels,
                                         description="8-bit table")
         self.text = w.HTML()
