@@ -1,12 +1,18 @@
-"""AdamW written from scratch (Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
-ICLR 2019, Algorithm 2), the optimizer QLoRA pages (Dettmers et al. 2023, §3 "Paged Optimizers").
+"""AdamW written from scratch, the optimizer QLoRA pages (Dettmers et al. 2023, §3 "Paged
+Optimizers"), in PyTorch's convention (``torch.optim.AdamW``).
 
 For each parameter θ with gradient g, at step t (η = lr, λ = weight_decay):
 
-    θ ← θ · (1 − η λ)                       decoupled weight decay
+    θ ← θ · (1 − η λ)                       decoupled weight decay (PyTorch's form, see below)
     m ← β1 m + (1 − β1) g                   first moment  (``exp_avg``)
     v ← β2 v + (1 − β2) g²                  second moment (``exp_avg_sq``)
     θ ← θ − η/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε)      bias-corrected update
+
+The decay is *decoupled* from the gradient as in Loshchilov & Hutter ("Decoupled Weight Decay
+Regularization", ICLR 2019, Algorithm 2), but scaled differently: the paper writes
+θ ← θ − η_t (α m̂/(√v̂ + ε) + λ θ), with α the step size and η_t the schedule multiplier, so
+its λ is scaled by the schedule only; PyTorch (and this file) multiply λ by the whole learning
+rate lr = α·η_t, i.e. λ_torch = λ_paper / α.
 
 This is the same order of floating-point operations as ``torch.optim.AdamW``, so the two
 agree to rounding (the tests check ≤ 1e-6 over 50+ steps). The update runs on lists of
@@ -58,7 +64,8 @@ def check_hyperparameters(lr, betas, eps, weight_decay) -> None:
 def adamw_update(params, grads, exp_avgs, exp_avg_sqs, step: int, *, lr: float, beta1: float,
                  beta2: float, eps: float, weight_decay: float) -> None:
     """One AdamW step, in place, on equal-length lists of tensors that share device, dtype and
-    step number ``t = step`` (Loshchilov & Hutter 2019, Algorithm 2, lines 6-12)."""
+    step number ``t = step`` (Loshchilov & Hutter 2019, Algorithm 2, lines 6-12, with the decay
+    scaled by ``lr`` as in ``torch.optim.AdamW``)."""
     check_int(step, "step", 1)
     if not len(params) == len(grads) == len(exp_avgs) == len(exp_avg_sqs) or not params:
         raise ValueError("params, grads, exp_avgs and exp_avg_sqs must be non-empty lists of equal length")

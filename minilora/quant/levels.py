@@ -15,7 +15,9 @@ from scipy.stats import norm
 
 from ..checks import ArgumentTypeError, check_int, check_number
 
-NF4_OFFSET = 0.9677083  # δ = 1 − ½(1/32 + 1/30), see normal_float_levels
+# bitsandbytes' offset. δ = 1 − ½(1/32 + 1/30) = 0.96770833… is this course's reconstruction (it matches
+# all 7 shipped digits); neither the QLoRA paper nor bitsandbytes states where the constant comes from.
+NF4_OFFSET = 0.9677083
 
 
 def _check_bits(bits) -> int:
@@ -62,9 +64,10 @@ def paper_normal_float_levels(bits: int = 4, offset: float = NF4_OFFSET) -> torc
     """The symmetric NormalFloat of the QLoRA paper's equation, for comparison (QLoRA §3).
 
     ``q_i = ½(Φ⁻¹(p_i) + Φ⁻¹(p_{i+1}))`` for 2^k+1 equally spaced probabilities ``p`` from
-    1−δ to δ (the paper's i/(2^k+1) grid has Φ⁻¹(0) = −∞ at the ends, so they are clipped at
-    δ), normalised to [−1, 1]. Symmetric, hence with no exact zero for an even count of
-    levels. Returns 2^k sorted float32 values.
+    1−δ to δ, normalised to [−1, 1]. The clipping is this course's reading of the paper's Eq. 4:
+    its i/(2^k+1) grid has Φ⁻¹(0) = −∞ at the ends and the paper does not say how they are
+    avoided; here they are clipped at δ (bitsandbytes' offset). Symmetric, hence with no exact
+    zero for an even count of levels. Returns 2^k sorted float32 values.
     """
     bits, offset = _check_bits(bits), _check_offset(offset)
     p = np.linspace(1.0 - offset, offset, 2**bits + 1)
@@ -108,7 +111,9 @@ def dynamic_map(signed: bool = True, max_exponent_bits: int = 7, total_bits: int
     For each decimal exponent ``10^(i−E+1)``, i = 0…E−1 (E = ``max_exponent_bits``), the
     fraction bits split [0.1, 1] into ``2^(i + bits − 1 − E)`` equal bins (twice as many when
     unsigned); the levels are the bin centres times the exponent, mirrored for the sign, plus
-    0 and 1. Arithmetic is float32, as in the reference. Returns 2^total_bits sorted values.
+    0 and 1. Signed 8-bit (the default): 1, 2, 4, …, 64 levels per decade and sign, from
+    [10⁻⁷, 10⁻⁶) up to [0.1, 1), i.e. 0 to 6 fraction bits. Arithmetic is float32, as in the
+    reference. Returns 2^total_bits sorted values.
     """
     if not isinstance(signed, bool):
         raise ArgumentTypeError(f"signed must be True or False, got {signed!r}")
