@@ -15,7 +15,7 @@ from unittest import mock
 
 import torch
 
-from .checks import check_int
+from .checks import check_choice, check_int
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -42,15 +42,22 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
+POOLINGS = ("cls", "mean")
+
+
+def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0, pooling="cls"):
     """Return ``(model, tokenizer)``: a ``BertForSequenceClassification`` with a fresh head.
 
     ``name=None`` loads the packaged MiniLM weights with ``HF_HUB_OFFLINE=1``; every
     pretrained tensor is the package's safetensors tensor, bit for bit. ``name`` may be a
     local folder or (opt-in, needs internet) a hub id such as ``"bert-base-uncased"``.
     The new classifier is initialised under ``torch.manual_seed(seed)`` so runs repeat.
+    ``pooling="mean"`` wraps the same encoder and head in ``MeanPoolClassifier`` (the head
+    reads the mean of the token vectors, as all-MiniLM was trained; "cls": BERT's pooled
+    ``[CLS]`` vector).
     """
     check_int(num_labels, "num_labels", 1)
+    check_choice(pooling, "pooling", POOLINGS)
     seed = check_int(seed, "seed", 0, 2**63 - 1)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
@@ -84,7 +91,45 @@ def load_model(name=None, num_labels=2, device=None, dtype=None, seed=0):
         if bars:
             hf_logging.enable_progress_bar()
     model.to(target)
+    if pooling == "mean":
+        model = MeanPoolClassifier(model)
     return model, tokenizer
+
+
+class MeanPoolClassifier(torch.nn.Module):
+    """A sequence classifier whose linear head reads the **mean** of the encoder's token vectors.
+
+        z = Σ_t m_t h_t / Σ_t m_t         (h_t: last hidden state of token t, m_t: attention mask)
+        logits = W z + b                   (the wrapped model's ``classifier``)
+
+    all-MiniLM-L6-v2 was trained as a sentence encoder with exactly this pooling, so a head on
+    ``z`` measures what its pretrained features give; the ``[CLS]`` pooler of BERT's
+    classifier was never trained for this model. Built from a ``...ForSequenceClassification``
+    model, it keeps its ``bert`` encoder and its ``classifier`` (same names, so freezing,
+    caching and LoRA injection work unchanged); ``forward`` returns what Hugging Face models
+    return (``.logits``, and ``.loss`` when ``labels`` are given).
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        if not (hasattr(model, "bert") and isinstance(getattr(model, "classifier", None), torch.nn.Linear)):
+            raise TypeError("model must be a BERT ...ForSequenceClassification (with .bert and a linear "
+                            f".classifier), got {type(model).__name__}")
+        self.bert, self.classifier, self.config = model.bert, model.classifier, model.config
+
+    def features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """The pooled vector z (batch × hidden) the head reads."""
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)   # z = Σ m_t h_t / Σ m_t
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        logits = self.classifier(self.features(input_ids, attention_mask, token_type_ids))
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")

@@ -71,3 +71,71 @@ def test_freeze_all_but_head_leaves_only_the_classifier_trainable(minilm):
     assert freeze_all_but_head(model) == 770
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"classifier.weight", "classifier.bias"}
+
+
+def test_a_run_records_per_row_test_correctness_and_a_validation_score(run_and_replay):
+    run, again = run_and_replay
+    assert len(run.test_correct) == run.test_n == 16
+    assert sum(run.test_correct) / 16 == pytest.approx(run.test_accuracy)
+    assert run.val_n == 16 and 0.0 <= run.val_accuracy <= 1.0
+    assert again.test_correct == run.test_correct and again.val_accuracy == run.val_accuracy
+
+
+# --- select_on_validation: recipes chosen on validation, the same number per method ---------------
+
+def _fake_run(val_accuracy, test_accuracy=0.5):
+    from minilora.course.runs import FineTune
+    from minilora.train import History
+
+    return FineTune("lora", torch.nn.Linear(1, 1), None, History(), test_accuracy, 10, 1, 8, False,
+                    val_accuracy=val_accuracy, val_n=10)
+
+
+def test_select_on_validation_keeps_the_best_validation_recipe_per_method():
+    from minilora.course.runs import select_on_validation
+
+    table = {("a", 1): 0.7, ("a", 2): 0.8, ("b", 1): 0.9, ("b", 2): 0.6}
+    calls = []
+
+    def fit(method, lr):
+        calls.append((method, lr))
+        return _fake_run(table[method, lr], test_accuracy=lr / 10)
+
+    chosen = select_on_validation({"a": [dict(lr=1), dict(lr=2)], "b": [dict(lr=1), dict(lr=2)]}, fit)
+    assert calls == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+    assert chosen["a"].recipe == dict(lr=2) and chosen["b"].recipe == dict(lr=1)
+    assert chosen["a"].run.test_accuracy == 0.2 and chosen["b"].val_accuracy == 0.9
+    assert chosen["a"].trials == [(dict(lr=1), 0.7), (dict(lr=2), 0.8)]
+    assert "lr=2: 80.0 %" in chosen["a"].summary()
+
+
+def test_select_on_validation_refuses_unequal_tuning_budgets():
+    from minilora.course.runs import select_on_validation
+
+    with pytest.raises(ValueError, match="same number of recipes"):
+        select_on_validation({"a": [dict(lr=1)], "b": [dict(lr=1), dict(lr=2)]},
+                             lambda m, **r: _fake_run(0.5))
+
+
+def test_select_on_validation_needs_a_validation_score():
+    from minilora.course.runs import select_on_validation
+
+    with pytest.raises(TypeError, match="val_accuracy"):
+        select_on_validation({"a": [dict(lr=1)]}, lambda m, **r: _fake_run(None))
+
+
+def test_inference_latency_times_every_model_interleaved(tiny_bert, tiny_data):
+    from minilora.course.runs import inference_latency
+
+    times = inference_latency({"a": tiny_bert(), "b": tiny_bert(seed=1)}, tiny_data(8), repeats=3)
+    assert set(times) == {"a", "b"} and all(len(t) == 3 and min(t) > 0 for t in times.values())
+
+
+def test_pooled_features_are_the_mean_pool_classifiers_features(tiny_bert, tiny_data):
+    from minilora.course.runs import pooled_features
+    from minilora.models import MeanPoolClassifier
+
+    model, data = MeanPoolClassifier(tiny_bert()), tiny_data(5)
+    b = data.batch(torch.arange(5))
+    torch.testing.assert_close(pooled_features(model, data, batch_size=2),
+                               model.features(b["input_ids"], b["attention_mask"]))

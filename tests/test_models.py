@@ -117,3 +117,46 @@ def test_parameter_groups_can_count_only_trainable_parameters(minilm):
         p.requires_grad = False
     model.classifier.weight.requires_grad = True
     assert sum(parameter_groups(model, trainable_only=True).values()) == 768
+
+
+# --- mean pooling (the frozen-encoder baseline's head, as all-MiniLM was trained) ---------------
+
+def test_mean_pool_classifier_averages_the_unmasked_token_vectors(tiny_bert):
+    from minilora.models import MeanPoolClassifier
+
+    model = MeanPoolClassifier(tiny_bert())
+    ids = torch.tensor([[5, 7, 9, 0], [3, 4, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    hidden = model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+    expected = torch.stack([hidden[0, :3].mean(0), hidden[1, :2].mean(0)])
+    torch.testing.assert_close(model.features(ids, mask), expected)
+    torch.testing.assert_close(model(ids, mask).logits, model.classifier(expected))
+
+
+def test_mean_pool_classifier_returns_the_cross_entropy_loss(tiny_bert):
+    from minilora.models import MeanPoolClassifier
+
+    model = MeanPoolClassifier(tiny_bert())
+    ids, mask, labels = torch.tensor([[5, 7, 9]]), torch.ones(1, 3, dtype=torch.long), torch.tensor([1])
+    out = model(ids, mask, labels=labels)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels))
+
+
+def test_load_model_with_mean_pooling_keeps_the_seeded_head_and_encoder(minilm_read_only):
+    model, _ = load_model(pooling="mean")
+    reference = minilm_read_only[0]
+    assert torch.equal(model.classifier.weight, reference.classifier.weight)
+    words = model.bert.embeddings.word_embeddings.weight
+    assert torch.equal(words, reference.bert.embeddings.word_embeddings.weight)
+
+
+def test_load_model_rejects_an_unknown_pooling():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        load_model(pooling="max")
+
+
+def test_mean_pool_classifier_refuses_a_model_without_a_bert_encoder():
+    from minilora.models import MeanPoolClassifier
+
+    with pytest.raises(TypeError, match="model must be a BERT"):
+        MeanPoolClassifier(torch.nn.Linear(2, 2))

@@ -73,6 +73,14 @@ def test_mcnemar_pvalue_is_binomtest_on_the_discordant_rows(a_only, b_only):
     assert test.pvalue == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("a_only, b_only", [(a, b) for a, b in GRID if a + b > 0])
+def test_mcnemar_pvalue_is_the_exact_binomial_tail_by_hand(a_only, b_only):
+    """Without scipy: p = min(1, 2 · P(X <= min(a, b))), X ~ Binomial(a + b, ½) (symmetric at ½)."""
+    m = a_only + b_only
+    tail = sum(math.comb(m, k) for k in range(min(a_only, b_only) + 1)) / 2**m
+    assert mcnemar(*outcomes(50, a_only, b_only, 10)).pvalue == pytest.approx(min(1.0, 2 * tail), rel=1e-9)
+
+
 @pytest.mark.parametrize("a_only, b_only", GRID)
 def test_mcnemar_counts_the_discordant_rows(a_only, b_only):
     test = mcnemar(*outcomes(50, a_only, b_only, 10))

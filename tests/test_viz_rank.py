@@ -37,3 +37,11 @@ def test_accuracy_vs_rank_figure_labels_full_rank():
 def test_truncation_figure_draws_two_panels(spectra):
     sigma, rand = spectra
     assert len(truncation_figure(sigma[0, "query"], 3, rand["query"], accuracy="80 %").axes) == 2
+
+
+def test_accuracy_vs_rank_figure_marks_the_points_a_paired_test_calls_different():
+    fig = accuracy_vs_rank_figure([0, 1, 2, "full"], [0.6, 0.7, 0.84, 0.85], [0.03, 0.03, 0.01, 0.0],
+                                  verdicts=["lower", "lower", "not detectable at this size", ""])
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert list(lines["paired test: differs (p < 0.05)"].get_xdata()) == [0, 1]
+    assert list(lines["paired test: not detectable at this size"].get_xdata()) == [2, 3]

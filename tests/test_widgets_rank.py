@@ -10,7 +10,7 @@ from minilora.rank.delta import decompose, truncation_accuracy, weight_deltas
 matplotlib.use("Agg")
 pytest.importorskip("ipywidgets", reason="the widget needs ipywidgets (the notebooks extra)")
 
-from minilora.widgets.rank import RankExplorer  # noqa: E402
+from minilora.widgets.rank import RankExplorer, rank_options  # noqa: E402
 
 
 @pytest.fixture
@@ -79,3 +79,19 @@ def test_explorer_uses_known_values_and_draws(setup):
     assert ex.state["accuracy"] == 0.123 and ex.state["n"] == 1000
     assert "12.3 ±" in ex.summary.value
     assert len(ex.plot.outputs) <= 1  # the figure is redrawn in place, not appended
+
+
+def test_rank_options_double_up_to_full_rank():
+    doubling = [(str(v), v) for v in (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)]
+    assert rank_options(384) == doubling + [("full (384)", 384)]
+
+
+def test_the_rank_slider_offers_only_the_doubling_ranks(setup):
+    tuned, factors, data = setup
+    ex = RankExplorer(tuned, factors, data, r=3, draw=False)
+    assert [v for _, v in ex.rank.options] == [0, 1, 2, 4, 8, 16] and ex.rank.value == 2
+
+
+def test_rank_options_rejects_a_rank_below_one():
+    with pytest.raises(ValueError, match="full_rank"):
+        rank_options(0)

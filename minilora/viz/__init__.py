@@ -7,6 +7,7 @@ from .lora import (
     budget_figure,
     cross_domain_figure,
     learning_curve_figure,
+    lora_bypass_figure,
     rank_sweep_figure,
     subspace_similarity_figure,
 )
@@ -27,7 +28,8 @@ __all__ = [
     "accuracy_bars_figure", "accuracy_vs_rank_figure", "bits_error_figure", "blockwise_layout_diagram",
     "budget_figure",
     "construction_figure", "cross_domain_figure", "dataset_figure", "error_bars_figure",
-    "learning_curve_figure", "levels_figure", "memory_stack_figure", "normality_figure", "paging_diagram",
+    "learning_curve_figure", "levels_figure", "lora_bypass_figure", "memory_stack_figure", "normality_figure",
+    "paging_diagram",
     "parameter_budget_figure", "probe_figure", "quant_histogram_figure", "rank_heatmaps_figure",
     "rank_sweep_figure", "spectra_figure", "subspace_similarity_figure", "timeline_figure",
     "truncation_figure",

@@ -1,4 +1,5 @@
-"""Figures for notebook 02 (LoRA): learning curves against full fine-tuning, the rank sweep,
+"""Figures for notebook 02 (LoRA): the LoRA bypass diagram, learning curves against full
+fine-tuning, the rank sweep,
 accuracy against trainable parameters, subspace-similarity heatmaps (LoRA Fig. 3) and the
 cross-domain adapter table.
 
@@ -147,3 +148,67 @@ def cross_domain_figure(accuracy, adapters, test_domains, n, title="One base, fo
     fig.colorbar(image, ax=ax, label="accuracy (%)")
     ax.set_title(title)
     return fig
+
+
+def lora_bypass_figure(d_in: int = 384, d_out: int = 384, r: int = 8, alpha: float = 16.0) -> Figure:
+    """The LoRA layer as a diagram (LoRA Fig. 1): x feeds the frozen W0 (d_out × d_in) and, in
+    parallel, A (r × d_in, random at the start) then B (d_out × r, zero at the start), scaled
+    by α/r; the two paths add: h = W0 x + (α/r) B A x. Box widths follow the dimensions
+    (A and B are drawn as thin trapezoids: d_in → r → d_out)."""
+    from matplotlib.patches import FancyArrowPatch, Polygon, Rectangle
+
+    for name, v in (("d_in", d_in), ("d_out", d_out), ("r", r)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    if r > min(d_in, d_out):
+        raise ValueError(f"r must be at most min(d_in, d_out) = {min(d_in, d_out)}, got {r}")
+    fig = Figure(figsize=(7.2, 4.6), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 10)
+    ax.axis("off")
+    width = 2.6  # drawn width of a d-dimensional vector
+    r_w = max(0.25, width * r / max(d_in, d_out))
+
+    def arrow(a, b, **kw):
+        ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=14, lw=1.4, color="0.25", **kw))
+
+    # input x and output h
+    ax.add_patch(Rectangle((3.7 - width / 2, 0.4), width, 0.6, fc="#dbe9f6", ec="k"))
+    ax.text(3.7, 0.7, f"x  ({d_in})", ha="center", va="center")
+    ax.add_patch(Rectangle((3.7 - width / 2, 9.0), width, 0.6, fc="#dbe9f6", ec="k"))
+    ax.text(3.7, 9.3, f"h  ({d_out})", ha="center", va="center")
+    # frozen path
+    ax.add_patch(Rectangle((0.6, 3.2), 2.6, 3.0, fc="0.85", ec="k", hatch="//"))
+    ax.text(1.9, 4.7, f"W0\n{d_out} × {d_in}\nfrozen", ha="center", va="center", fontsize=10,
+            bbox=dict(fc="white", ec="none", alpha=0.85))
+    # the low-rank bypass: A narrows d_in -> r, B widens r -> d_out
+    cx = 6.8
+    ax.add_patch(Polygon([(cx - 1.3, 2.2), (cx + 1.3, 2.2), (cx + r_w / 2, 4.2), (cx - r_w / 2, 4.2)],
+                         fc="#f4a582", ec="k"))
+    ax.text(cx, 3.0, f"A   {r} × {d_in}\nrandom init", ha="center", va="center", fontsize=9)
+    ax.add_patch(Polygon([(cx - r_w / 2, 5.2), (cx + r_w / 2, 5.2), (cx + 1.3, 7.2), (cx - 1.3, 7.2)],
+                         fc="#92c5de", ec="k"))
+    ax.text(cx, 6.4, f"B   {d_out} × {r}\nzero init", ha="center", va="center", fontsize=9)
+    ax.text(cx + 0.35 + r_w / 2, 4.7, f"r = {r}", ha="left", va="center", fontsize=9, color="C3")
+    arrow((cx, 4.2), (cx, 5.2))
+    # the sum
+    ax.add_patch(plt_circle((3.7, 8.1), 0.32))
+    ax.text(3.7, 8.1, "+", ha="center", va="center", fontsize=14)
+    arrow((3.0, 1.0), (1.9, 3.2))
+    arrow((4.4, 1.0), (cx, 2.2))
+    arrow((1.9, 6.2), (3.45, 7.9))
+    arrow((cx, 7.2), (3.98, 8.05))
+    ax.text(5.6, 7.85, f"× α/r = {alpha:g}/{r}", ha="center", va="bottom", fontsize=9)
+    arrow((3.7, 8.42), (3.7, 9.0))
+    ax.set_title("LoRA: h = W0 x + (α/r) · B A x  (W0 frozen; only A and B train)", fontsize=11)
+    ax.text(9.9, 0.3, f"trained: r·(d_in + d_out) = {r * (d_in + d_out):,}\n"
+            f"frozen: d_in·d_out = {d_in * d_out:,}", ha="right", va="bottom", fontsize=9)
+    return fig
+
+
+def plt_circle(centre, radius):
+    """A white circle patch with a black edge (the ⊕ of the diagram)."""
+    from matplotlib.patches import Circle
+
+    return Circle(centre, radius, fc="white", ec="k")

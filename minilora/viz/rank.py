@@ -78,21 +78,32 @@ def rank_heatmaps_figure(tables: dict, layers, types, title="Rank of ΔW per mat
     return fig
 
 
-def accuracy_vs_rank_figure(ranks, accuracies, errors, references=None,
-                            title="Test accuracy with every ΔW truncated to rank r") -> Figure:
-    """Accuracy (± 1 SE bars, ± 2 SE band around the last point) against the truncation rank.
+def accuracy_vs_rank_figure(ranks, accuracies, errors, references=None, verdicts=None,
+                            title="Test accuracy with every ΔW truncated to rank r",
+                            error_label="accuracy ± 1.96 paired SE of the difference to r = full") -> Figure:
+    """Accuracy against the truncation rank, each point with its error bar (``errors``, e.g.
+    1.96 × the paired SE of its difference to the last point, so a bar that misses the
+    last point's line is what a paired test calls a difference).
 
     ``ranks`` are labels in order (ints, or "full" for the untruncated ΔW, placed last);
-    points sit at equal spacing so r = 0 and "full" fit on one axis. ``references`` maps a
-    label to an accuracy drawn as a dotted horizontal line (e.g. the head-only model).
+    points sit at equal spacing so r = 0 and "full" fit on one axis. ``verdicts`` (one str
+    per point, e.g. McNemar's "lower" / "not detectable at this size") colour the points:
+    red where the verdict is "lower" or "higher". ``references`` maps a label to an accuracy
+    drawn as a dotted horizontal line (e.g. the head-only model).
     """
     acc, err = _np(accuracies), _np(errors)
     x = np.arange(len(ranks))
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
-    ax.axhspan(acc[-1] - 2 * err[-1], acc[-1] + 2 * err[-1], color="C0", alpha=0.12,
-               label=f"r = {ranks[-1]} ± 2 SE")
-    ax.errorbar(x, acc, yerr=err, marker="o", capsize=3, color="C0", label="accuracy ± 1 SE")
+    ax.axhline(acc[-1], color="C0", lw=1, ls="--", label=f"r = {ranks[-1]}")
+    ax.errorbar(x, acc, yerr=err, marker="", capsize=3, color="C0", ls="-", label=error_label)
+    if verdicts is not None:
+        differs = np.array([v in ("lower", "higher") for v in verdicts])
+        ax.plot(x[differs], acc[differs], "o", color="C3", label="paired test: differs (p < 0.05)")
+        ax.plot(x[~differs], acc[~differs], "o", color="C0", mfc="white",
+                label="paired test: not detectable at this size")
+    else:
+        ax.plot(x, acc, "o", color="C0")
     for k, (label, value) in enumerate((references or {}).items()):
         ax.axhline(value, ls=":", color=f"C{k + 1}", label=label)
     ax.set_xticks(x, [str(r) for r in ranks])

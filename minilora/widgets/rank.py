@@ -10,15 +10,27 @@ memoised; precomputed full-test numbers can be passed in ``known``.
 
 from __future__ import annotations
 
-from ..checks import check_choice
+from ..checks import check_choice, check_int
 from ..rank import matrix_label, truncation_accuracy, truncation_summary
 from ..stats import binomial_se
 
 SCOPES = (("this matrix only", "one"), ("all matrices", "all"))
 
 
+def rank_options(full_rank: int) -> list[tuple[str, int]]:
+    """The ranks worth a slider stop: 0, 1, 2, 4, 8, ... below ``full_rank``, then full rank
+    itself, labelled "full (n)" — a doubling scale, as the spectra are read on log axes."""
+    full_rank = check_int(full_rank, "full_rank", 1)
+    stops, r = [0], 1
+    while r < full_rank:
+        stops.append(r)
+        r *= 2
+    return [(str(v), v) for v in stops] + [(f"full ({full_rank})", full_rank)]
+
+
 class RankExplorer:
-    """Layer and matrix dropdowns, a rank slider and a scope toggle over the SVDs of ΔW.
+    """Layer and matrix dropdowns, a rank slider (0, 1, 2, 4, ..., full) and a scope toggle over
+    the SVDs of ΔW.
 
     ``model`` holds the fine-tuned weights the ``factors`` (``minilora.rank.decompose``)
     belong to; ``data`` (Encoded) is what accuracies are measured on; ``known`` maps
@@ -50,8 +62,9 @@ class RankExplorer:
         self.matrix = w.Dropdown(options=types, value=types[0] if matrix is None else matrix,
                                  description="matrix")
         top = max(len(f[1]) for f in factors.values())
-        self.rank = w.IntSlider(value=min(r, top), min=0, max=top, description="rank r",
-                                continuous_update=False)
+        options = rank_options(top)
+        self.rank = w.SelectionSlider(options=options, value=max(v for _, v in options if v <= max(r, 0)),
+                                      description="rank r", continuous_update=False)
         self.scope = w.ToggleButtons(options=SCOPES, value="one", description="truncate")
         self.summary = w.HTML()
         self.plot = w.Output()
