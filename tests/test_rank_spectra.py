@@ -560,3 +560,17 @@ def test_matrix_functions_reject_complex_matrices(fn):
 def test_truncation_rejects_a_bad_rank(fn, r, err):
     with pytest.raises(err, match="r must be"):
         fn(torch.ones(3, 5), r)
+
+
+def test_truncated_amplification_factor_puts_the_rank_r_part_of_delta_on_top():
+    g = torch.Generator().manual_seed(3)
+    delta, W = (torch.randn(12, 9, generator=g, dtype=torch.float64) for _ in range(2))
+    U, S, Vh = np.linalg.svd(delta.numpy(), full_matrices=False)
+    expected = np.sqrt((S[:3] ** 2).sum()) / np.linalg.norm(U[:, :3].T @ W.numpy() @ Vh[:3].T)
+    assert amplification_factor(delta, W, 3, truncated=True) == pytest.approx(expected, rel=1e-9)
+    assert amplification_factor(delta, W, 3, truncated=True) < amplification_factor(delta, W, 3)
+
+
+def test_amplification_factor_rejects_a_truncated_flag_that_is_not_a_bool():
+    with pytest.raises(TypeError, match="truncated"):
+        amplification_factor(torch.eye(3), torch.eye(3), 1, truncated="yes")

@@ -278,13 +278,18 @@ def projection_norm(W, U, V) -> float:
     return float(torch.linalg.matrix_norm(U.T @ M @ V))
 
 
-def amplification_factor(delta, W, r) -> float:
+def amplification_factor(delta, W, r, truncated=False) -> float:
     """LoRA §7.3: ``‖ΔW‖_F / ‖Uᵀ W V‖_F``, with U (m × r), V (n × r) the top-r singular vectors of ΔW.
 
     ``‖Uᵀ W V‖_F`` is how much of W lies in the r-dimensional subspace ΔW acts on; a large
     ratio means ΔW amplifies directions W itself barely uses (the paper: ≈ 21.5 for Wq at
-    r = 4 on GPT-3). Returns ``inf`` if W has no component in that subspace.
+    r = 4 on GPT-3). The paper's ΔW is a rank-r LoRA update; for a full-rank ΔW (a full
+    fine-tune), ``truncated=True`` puts its rank-r part in the numerator,
+    ``‖ΔW_r‖_F = sqrt(Σ_{i≤r} σ_i²)``, the update that acts in those r directions.
+    Returns ``inf`` if W has no component in that subspace.
     """
+    if not isinstance(truncated, bool):
+        raise TypeError(f"truncated must be True or False, got {truncated!r}")
     D, M = as_matrix(delta, "delta"), as_matrix(W, "W")
     if D.shape != M.shape:
         raise ValueError(f"delta and W must have the same shape, got {tuple(D.shape)} and {tuple(M.shape)}")
@@ -292,13 +297,14 @@ def amplification_factor(delta, W, r) -> float:
     d_scale, w_scale = float(D.abs().max()), float(M.abs().max())
     if d_scale == 0:
         raise ValueError("delta must be non-zero: the amplification of a zero update is undefined")
-    U, _, Vh = torch.linalg.svd(D / d_scale, full_matrices=False)
+    U, S, Vh = torch.linalg.svd(D / d_scale, full_matrices=False)
     # ‖Uᵀ W V‖_F, U = U_Δ[:, :r], V = V_Δ[:, :r]
     if w_scale == 0:
         return math.inf
     # the ratio of norms is scale-free: compute it on D / max|D| and W / max|W|, rescale once
     projected = projection_norm(M / w_scale, U[:, :r], Vh[:r].T)
-    norm = float(torch.linalg.matrix_norm(D / d_scale))
+    # numerator: ‖ΔW‖_F, or ‖ΔW_r‖_F = sqrt(Σ_{i≤r} σ_i²) with truncated=True
+    norm = float(S[:r].pow(2).sum().sqrt()) if truncated else float(torch.linalg.matrix_norm(D / d_scale))
     return math.inf if projected == 0 else (norm / projected) * (d_scale / w_scale)
 
 
@@ -306,7 +312,8 @@ def random_like(W, seed=0) -> torch.Tensor:
     """A Gaussian matrix with ``W``'s shape, dtype and Frobenius norm: ``G · ‖W‖_F / ‖G‖_F``, G_ij ~ N(0, 1).
 
     The null model for a spectrum: i.i.d. noise has no preferred directions, so its singular
-    values fall off slowly (Marchenko–Pastur); a structured update falls off faster.
+    values fall off slowly (their squares follow the Marchenko–Pastur law; for a square
+    matrix the singular values follow the quarter-circle law); a structured update falls off faster.
     """
     M = as_matrix(W)
     seed = check_int(seed, "seed", 0, 2**63 - 1)
