@@ -7,6 +7,7 @@ time per session and the other MiniLM fixtures hand out deep copies of it.
 import copy
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,10 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_script(relative_path: str):
-    """Import a repository script (e.g. ``scripts/gpu_check.py``) as a module."""
+    """Import a repository script (e.g. ``scripts/gpu_check.py``) as a module, registered in
+    ``sys.modules`` under ``_script_<stem>`` (a script's dataclasses need that)."""
     path = ROOT / relative_path
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -243,6 +246,14 @@ def _train_steps(model, opt, steps, seed=1, device="cpu"):
 
 def _max_diff(a, b):
     return max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
+
+
+BAD_HYPERPARAMETERS = [  # (kwargs, the parameter the error must name), for AdamW and PagedAdamW
+    (dict(lr=-1e-3), "lr"), (dict(lr=float("nan")), "lr"), (dict(betas=(1.0, 0.999)), "betas[0]"),
+    (dict(betas=(0.9, -0.1)), "betas[1]"), (dict(betas=(0.9,)), "betas"), (dict(eps=0.0), "eps"),
+    (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.01), "weight_decay"), (dict(lr="0.1"), "lr"),
+    (dict(lr=True), "lr"),
+]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from conftest import BAD_HYPERPARAMETERS
 from torch import nn
 
 from minilora.adamw import AdamW, check_hyperparameters, state_bytes
@@ -143,12 +144,7 @@ def test_state_bytes_counts_the_two_adamw_moments():
 
 # --- bad arguments ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(lr=-1e-3), "lr"), (dict(lr=float("nan")), "lr"), (dict(betas=(1.0, 0.999)), "betas[0]"),
-    (dict(betas=(0.9, -0.1)), "betas[1]"), (dict(betas=(0.9,)), "betas"), (dict(eps=0.0), "eps"),
-    (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.01), "weight_decay"), (dict(lr="0.1"), "lr"),
-    (dict(lr=True), "lr"),
-])
+@pytest.mark.parametrize("kwargs, name", BAD_HYPERPARAMETERS)
 def test_bad_hyperparameters_name_the_parameter(optim_kit, kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name.replace("[", r"\[")):
         AdamW(optim_kit.mlp().parameters(), **kwargs)

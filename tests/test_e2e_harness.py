@@ -14,28 +14,17 @@ import pytest
 psutil = pytest.importorskip("psutil")
 PIL = pytest.importorskip("PIL")
 
-
-def load(name):
-    """Import scripts/<name>.py, registered in sys.modules (its dataclasses need that)."""
-    import importlib.util
-
-    from conftest import ROOT
-
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server_mod():
-    return load("e2e_server")
+    return load_script("scripts/e2e_server.py")
 
 
 @pytest.fixture(scope="module")
 def e2e():
-    return load("e2e")
+    return load_script("scripts/e2e.py")
 
 
 def gone(pid: int) -> bool:
@@ -185,7 +174,7 @@ def test_widget_repr_is_recognised_as_text(e2e):
 def test_run_notebooks_writes_labs_metadata_and_finds_missing_widget_state(tmp_path):
     import nbformat.v4 as v4
 
-    run_notebooks = load("run_notebooks")
+    run_notebooks = load_script("scripts/run_notebooks.py")
     view = {"application/vnd.jupyter.widget-view+json": {"model_id": "aa", "version_major": 2,
                                                           "version_minor": 0}}
     nb = v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",

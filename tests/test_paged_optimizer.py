@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import BAD_HYPERPARAMETERS
 
 from minilora.paged import ManagedAllocation, PagedAdamW, PageManager, managed_empty, prefetch
 from minilora.paged import cuda as cr
@@ -111,12 +112,7 @@ def test_resumed_training_equals_uninterrupted_training(checkpointed, optim_kit)
 
 # --- bad arguments --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(lr=-1e-3), "lr"), (dict(lr=float("nan")), "lr"), (dict(betas=(1.0, 0.999)), "betas[0]"),
-    (dict(betas=(0.9, -0.1)), "betas[1]"), (dict(betas=(0.9,)), "betas"), (dict(eps=0.0), "eps"),
-    (dict(eps=-1e-8), "eps"), (dict(weight_decay=-0.01), "weight_decay"), (dict(lr="0.1"), "lr"),
-    (dict(lr=True), "lr"),
-])
+@pytest.mark.parametrize("kwargs, name", BAD_HYPERPARAMETERS)
 def test_bad_hyperparameters_name_the_parameter(optim_kit, kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name.replace("[", r"\[")):
         PagedAdamW(optim_kit.mlp().parameters(), **kwargs)

@@ -1,31 +1,21 @@
 """`make site`: the link checker, the course map (one source: notebooks/course.json), the headline
 convention and the static drawing of saved widget state (scripts/build_site.py, check_links.py)."""
 
-import importlib.util
 import json
-import sys
 
 import nbformat.v4 as v4
 import pytest
-from conftest import ROOT
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import ROOT, load_script
 
 
 @pytest.fixture(scope="module")
 def links():
-    return load("check_links")
+    return load_script("scripts/check_links.py")
 
 
 @pytest.fixture(scope="module")
 def site():
-    return load("build_site")
+    return load_script("scripts/build_site.py")
 
 
 def test_link_checker_accepts_a_good_site(links, tmp_path):
