@@ -28,7 +28,7 @@ from ..lora import apply_lora, check_lora_args, lora_layers, mark_only_lora_trai
 from ..models import POOLINGS, load_model
 from ..stats import binomial_se
 from ..train import History, evaluate, predict, train
-from .cache import cached_fit
+from .cache import cache_key, cached_fit, load_or_compute
 
 KINDS = ("head", "full")
 DEFAULT_LR = {"head": 1e-2, "full": 1e-4}
@@ -147,10 +147,20 @@ def _fit_head_on_features(name, config, model, train_data, val_data, test_data, 
     ``eval_every`` steps: the curve shows whether the head converged.
     """
     head = model.classifier
+    recipe = ("steps", "batch_size", "lr", "seed", "eval_every")
+    feature_config = {k: v for k, v in config.items() if k not in recipe}
 
     def fit():
-        x, y = pooled_features(model, train_data), train_data.labels
-        x_val = pooled_features(model, val_data)
+        # the frozen encoder's features depend on the model and the rows only: computed once, shared by
+        # every head recipe (cached like a run when use_cache)
+        def compute():
+            return {"train": pooled_features(model, train_data), "val": pooled_features(model, val_data)}, {}
+
+        if use_cache:
+            feats = load_or_compute(f"{name}-features", cache_key(feature_config, __name__), compute)[0]
+        else:
+            feats = compute()[0]
+        x, y, x_val = feats["train"], train_data.labels, feats["val"]
         opt = AdamW(list(head.parameters()), lr=lr, weight_decay=0.01)
         gen = torch.Generator().manual_seed(seed)
         hist = History()
