@@ -1,6 +1,7 @@
 """minilora.viz.tour: the tour's figures."""
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 
@@ -10,6 +11,7 @@ from minilora.viz.tour import (  # noqa: E402
     dataset_figure,
     parameter_budget_figure,
     probe_figure,
+    training_curves_figure,
 )
 
 
@@ -28,3 +30,21 @@ def test_accuracy_bars_figure_draws_one_panel():
 
 def test_probe_figure_draws_a_bar_per_text():
     assert len(probe_figure(["good", "bad"], {"m": [0.9, 0.1]}).axes[0].patches) == 2
+
+
+def test_parameter_budget_figure_uses_a_linear_axis_so_bar_length_is_share():
+    fig = parameter_budget_figure({"embeddings": 600, "FFN": 300, "classifier": 100})
+    assert fig.axes[0].get_xscale() == "linear"
+
+
+def test_training_curves_figure_draws_loss_and_validation_panels():
+    fig = training_curves_figure({"head": ([0.7, 0.6, 0.5] * 10, [10, 20, 30], [0.7, 0.75, 0.76]),
+                                  "full": ([0.7, 0.4] * 10, [], [])}, window=5)
+    left, right = fig.axes
+    assert len(left.lines) == 3 and len(right.lines) == 1  # two losses and ln 2; one validation curve
+
+
+@pytest.mark.parametrize("kwargs", [dict(runs={}), dict(runs={"a": ([1.0], [], [])}, window=0)])
+def test_training_curves_figure_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        training_curves_figure(**kwargs)

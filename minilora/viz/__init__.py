@@ -22,7 +22,13 @@ from .quant import (
     quant_histogram_figure,
 )
 from .rank import accuracy_vs_rank_figure, rank_heatmaps_figure, spectra_figure, truncation_figure
-from .tour import accuracy_bars_figure, dataset_figure, parameter_budget_figure, probe_figure
+from .tour import (
+    accuracy_bars_figure,
+    dataset_figure,
+    parameter_budget_figure,
+    probe_figure,
+    training_curves_figure,
+)
 
 __all__ = [
     "accuracy_bars_figure", "accuracy_vs_rank_figure", "bits_error_figure", "blockwise_layout_diagram",
@@ -32,5 +38,5 @@ __all__ = [
     "paging_diagram",
     "parameter_budget_figure", "probe_figure", "quant_histogram_figure", "rank_heatmaps_figure",
     "rank_sweep_figure", "spectra_figure", "subspace_similarity_figure", "timeline_figure",
-    "truncation_figure",
+    "training_curves_figure", "truncation_figure",
 ]

@@ -37,7 +37,9 @@ def dataset_figure(snippets_by_domain: dict) -> Figure:
 
 
 def parameter_budget_figure(groups: dict[str, int]) -> Figure:
-    """Horizontal bars: parameters per module type, with each group's share of the total."""
+    """Horizontal bars: parameters per module type, with each group's share of the total, on a
+    linear axis (a bar's length is its share: on a log axis the embedding table's half would
+    look like any other group)."""
     items = [(k, v) for k, v in groups.items() if v]
     total = sum(v for _, v in items)
     fig = Figure(figsize=(8, 0.45 * len(items) + 1), layout="constrained")
@@ -47,9 +49,8 @@ def parameter_budget_figure(groups: dict[str, int]) -> Figure:
     ax.barh(names, values, color="tab:blue")
     for y, v in enumerate(values):
         ax.text(v, y, f"  {v:,} ({100 * v / total:.1f} %)", va="center", fontsize=9)
-    ax.set_xscale("log")
-    ax.set_xlim(right=max(values) * 40)
-    ax.set_xlabel("parameters (log scale)")
+    ax.set_xlim(right=max(values) * 1.45)
+    ax.set_xlabel("parameters")
     ax.set_title(f"where the {total:,} parameters are")
     return fig
 
@@ -87,4 +88,41 @@ def probe_figure(texts, probs_by_model: dict) -> Figure:
     ax.set_xlim(0, 1)
     ax.set_xlabel("P(positive)")
     ax.legend(loc="lower right")
+    return fig
+
+
+def training_curves_figure(runs: dict, window: int = 10, title="Training") -> Figure:
+    """Two panels per set of runs: the training loss (mean of ``window`` steps) and the
+    validation accuracy, against the step.
+
+    ``runs`` maps a label to ``(loss_per_step, eval_steps, eval_accuracy)``; empty eval lists
+    draw no validation line for that run. A flat end of both curves is what "trained to
+    convergence" looks like.
+    """
+    if not isinstance(runs, dict) or not runs:
+        raise ValueError("runs must be a non-empty dict: label -> (loss per step, eval steps, eval accuracy)")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for k, (label, (loss, steps, accs)) in enumerate(runs.items()):
+        loss = np.asarray(loss, dtype=float)
+        w = min(window, len(loss))
+        smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+        left.plot(np.arange(w, len(loss) + 1), smooth, color=f"C{k}", label=label)
+        if len(steps):
+            right.plot(steps, 100 * np.asarray(accs, dtype=float), "o-", ms=3, color=f"C{k}", label=label)
+    left.set_xscale("log")
+    left.set_xlabel("step (log scale)")
+    left.set_ylabel(f"training loss ({window}-step mean)")
+    left.axhline(np.log(2), color="k", ls=":", lw=0.8, label="ln 2 (a coin flip)")
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    right.set_xscale("log")
+    right.set_xlabel("step (log scale)")
+    right.set_ylabel("validation accuracy (%)")
+    right.grid(alpha=0.3)
+    if right.lines:
+        right.legend(fontsize=8)
+    fig.suptitle(title)
     return fig
