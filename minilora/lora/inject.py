@@ -16,7 +16,7 @@ from torch import nn
 
 from ..adamw import ADAMW_STATE_BYTES_PER_PARAMETER
 from ..checks import check_int
-from .layer import LoRALinear, check_lora_args
+from .layer import LoRALinear, check_lora_args, is_quantized_base
 
 
 def name_matches(name: str, targets) -> bool:
@@ -165,12 +165,12 @@ def apply_lora(model: nn.Module, targets=("query", "value"), r: int = 8, alpha: 
     for n, m in found:
         if isinstance(m, LoRALinear):
             raise ValueError(f"targets={targets!r}: {n} already has a LoRA adapter")
-        if not isinstance(m, nn.Linear):
+        if not isinstance(m, nn.Linear) and not is_quantized_base(m):
             raise TypeError(f"targets={targets!r} matched {n}, a {type(m).__name__}; "
-                            "LoRA wraps torch.nn.Linear only")
+                            "LoRA wraps torch.nn.Linear (or a quantised Linear4bit) only")
     # validate every argument before the model is touched
     for _, m in found:
-        check_lora_args(r, alpha, dropout, init, max_r=min(m.weight.shape), rslora=rslora)
+        check_lora_args(r, alpha, dropout, init, max_r=min(m.in_features, m.out_features), rslora=rslora)
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)

@@ -44,6 +44,12 @@ def lora_scaling(alpha, r: int, rslora: bool = False) -> float:
     return alpha / math.sqrt(r) if rslora else alpha / r
 
 
+def is_quantized_base(module) -> bool:
+    """A frozen 4/8-bit stand-in for an nn.Linear (minilora.qlora.Linear4bit/Linear8bit), which
+    marks itself with ``quantized_base = True`` (duck-typed: lora/ does not import qlora/)."""
+    return bool(getattr(module, "quantized_base", False))
+
+
 class _MergedGuard(torch.autograd.Function):
     """Identity in the forward pass; in the backward pass it explains why a merged adapter
     cannot train (its update is folded into the frozen weight, so A and B get no gradient)."""
@@ -73,18 +79,23 @@ class LoRALinear(nn.Module):
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 8.0, dropout: float = 0.0,
                  init: str = "kaiming", rslora: bool = False):
         super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"base must be a torch.nn.Linear, got {type(base).__name__}")
-        d_out, d_in = base.weight.shape
+        quantized = is_quantized_base(base)
+        if not isinstance(base, nn.Linear) and not quantized:
+            raise TypeError("base must be a torch.nn.Linear or a quantised stand-in (minilora.qlora.Linear4bit), "
+                            f"got {type(base).__name__}")
+        d_out, d_in = base.out_features, base.in_features
         check_lora_args(r, alpha, dropout, init, max_r=min(d_in, d_out), rslora=rslora)
         r = int(r)
         self.scaling = lora_scaling(alpha, r, rslora)
         self.r, self.alpha, self.rslora, self.init = r, float(alpha), rslora, init
         self.base_layer = base
-        base.weight.requires_grad_(False)
+        if not quantized:  # a quantised base stores no float weight: its codes are buffers
+            base.weight.requires_grad_(False)
         if base.bias is not None:
             base.bias.requires_grad_(False)
-        kw = dict(device=base.weight.device, dtype=base.weight.dtype)
+        # a quantised base: A and B in the dtype of the weight it was made from (peft's QLoRA keeps them in fp32)
+        kw = (dict(device=base.packed.device, dtype=base.weight_dtype) if quantized
+              else dict(device=base.weight.device, dtype=base.weight.dtype))
         self.lora_A = nn.Parameter(torch.empty(r, d_in, **kw))
         self.lora_B = nn.Parameter(torch.zeros(d_out, r, **kw))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -135,6 +146,12 @@ class LoRALinear(nn.Module):
         """
         if self.merged:
             return
+        if is_quantized_base(self.base_layer):
+            raise RuntimeError("refusing to merge into a quantised base: W0 + (α/r)·B A would have to be "
+                               "re-quantised to 4 bits, which adds a new rounding error to every weight and "
+                               "loses most of what the adapter learned (its update is far smaller than a "
+                               "quantisation step). Keep the adapter separate, or dequantise the base to a "
+                               "float nn.Linear first (layer.base_layer.dequantized_weight()) and merge there")
         delta = self.delta_weight()
         if not torch.isfinite(delta).all():
             raise ValueError("refusing to merge: the LoRA update (α/r)·B A has non-finite entries")

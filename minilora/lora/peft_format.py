@@ -28,7 +28,7 @@ from torch import nn
 
 from ..files import atomic_folder
 from .inject import lora_layers, match_modules, replace_module
-from .layer import LoRALinear, lora_scaling
+from .layer import LoRALinear, is_quantized_base, lora_scaling
 
 PREFIX = "base_model.model."
 CONFIG_NAME = "adapter_config.json"
@@ -266,7 +266,7 @@ def _problems(model: nn.Module, pairs: dict, others: dict, config: dict) -> list
         if mod is None:
             problems.append(f"{PREFIX}{name}.lora_A.weight: the model has no module {name}")
             continue
-        if not isinstance(mod, nn.Linear | LoRALinear):
+        if not isinstance(mod, nn.Linear | LoRALinear) and not is_quantized_base(mod):
             problems.append(f"{PREFIX}{name}.lora_A.weight: {name} is a {type(mod).__name__}, not a Linear")
             continue
         r = ab["A"].shape[0] if ab["A"].dim() == 2 else -1
@@ -280,7 +280,7 @@ def _problems(model: nn.Module, pairs: dict, others: dict, config: dict) -> list
                             "the config")
             continue
         want = {"A": (r, mod.in_features), "B": (mod.out_features, r)}
-        dtype = mod.weight.dtype
+        dtype = mod.weight_dtype if is_quantized_base(mod) else mod.weight.dtype
         if isinstance(mod, LoRALinear):
             want = {"A": tuple(mod.lora_A.shape), "B": tuple(mod.lora_B.shape)}
             dtype = mod.lora_A.dtype

@@ -1,0 +1,180 @@
+"""The fast CPU path of a 4-bit linear layer: never the whole float matrix at once.
+
+bitsandbytes' CPU ``Linear4bit`` dequantises the whole matrix into a fresh tensor, then
+multiplies. Two ways to do better, chosen by the number of tokens T:
+
+* few tokens (T ≤ ``FUSED_MAX_TOKENS``, decoding): one ``torch.compile``d reduction reads the
+  codes as int32 words (8 codes a word), picks each code's level with a 4-level ``where``
+  tree (no gather), multiplies by x and sums per block, then scales by the block's constant:
+
+      y[t, o] = Σ_b c[o, b] · Σ_{i ∈ b} levels[code[o, i]] · x[t, i]
+
+  The float matrix is never written to memory; the codes (½ byte a weight) are read once.
+* many tokens (training): dequantise ``TILE_ROWS`` rows at a time into ONE scratch buffer
+  shared by every layer (allocated once, so no call pays a fresh allocation and first
+  touch), and ``torch.mm`` each tile into its slice of the output while it is in cache.
+  The backward pass does the same with ``∂L/∂X += ∂L/∂Y[:, tile] · W_tile``.
+
+Where ``torch.compile`` is unavailable or fails, the first call warns once and the layer
+uses the readable path (whole-matrix dequantise + ``F.linear``) from then on: same numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..quant import dequantize_absmax
+from ..quant.double import DoubleQuantizedAbsmax
+
+FUSED_MAX_TOKENS = 16  # at most this many tokens: the fused kernel; more: tiles + matmul
+TILE_ROWS = 256        # rows of W dequantised per tile (256 × 4096 fp32 = 4 MiB)
+# bit offset of code k inside a little-endian int32 of 4 bytes (even element = high nibble)
+SHIFTS = (4, 0, 12, 8, 20, 16, 28, 24)
+
+
+def supported(layer) -> bool:
+    """The fast path applies to 4-bit CPU layers whose rows are whole blocks of whole words."""
+    return (layer.levels.numel() <= 16 and layer.packed.device.type == "cpu"
+            and layer.in_features % layer.blocksize == 0 and layer.blocksize % 8 == 0
+            and STATE["compile_ok"])
+
+
+STATE = {"compile_ok": True, "warned": False}
+
+
+def _disable(error: Exception) -> None:
+    """Compilation failed: warn once, use the readable path from now on."""
+    STATE["compile_ok"] = False
+    if not STATE["warned"]:
+        STATE["warned"] = True
+        reason = (str(error).splitlines() or [""])[0][:200]
+        warnings.warn(f"minilora.qlora fast path unavailable ({type(error).__name__}: {reason}); using the "
+                      "readable path (dequantise + F.linear), which gives the same results", RuntimeWarning,
+                      stacklevel=4)
+
+
+def select_levels(codes: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """``levels[codes]`` for 4-bit codes as a binary tree of 15 ``where``: bit 0 picks within
+    pairs, bit 1 within quadruples, … (vectorises where a gather does not)."""
+    values = [levels[k] for k in range(16)]
+    for bit in range(4):
+        chosen = ((codes >> bit) & 1).bool()
+        values = [torch.where(chosen, values[2 * i + 1], values[2 * i]) for i in range(len(values) // 2)]
+    return values[0]
+
+
+def fused_kernel(x, words, absmax, levels, shifts):
+    """x (T, in) float32, words (out, in/8) int32, absmax (out, in/B) float32 → (T, out) float32.
+
+    y[t, o] = Σ_b c[o, b] · Σ_{i∈b} levels[code[o, i]] · x[t, i]   (no float matrix stored)
+    """
+    t, n_out, n_blocks = x.shape[0], words.shape[0], absmax.shape[1]
+    per_block = words.shape[1] // n_blocks
+    codes = (words.view(1, n_out, n_blocks, per_block, 1) >> shifts) & 15
+    values = select_levels(codes, levels)  # (1, out, blocks, words, 8)
+    # Σ_{i∈b} levels[code]·x, then × c[o, b] and Σ_b
+    partial = (values * x.view(t, 1, n_blocks, per_block, 8)).sum((3, 4))
+    return (partial * absmax).sum(-1)
+
+
+def tile_kernel(words, absmax, levels, shifts, out):
+    """Dequantise a tile in place: words (rows, in/8), absmax (rows, in/B) → out (rows, in).
+
+    Ŵ[o, i] = levels[code[o, i]] · c[o, ⌊i/B⌋]   (float32 product, cast to out's dtype)
+    """
+    rows, n_blocks = absmax.shape
+    per_block = words.shape[1] // n_blocks
+    codes = (words.view(rows, n_blocks, per_block, 1) >> shifts) & 15
+    values = select_levels(codes, levels) * absmax.view(rows, n_blocks, 1, 1)
+    out.copy_(values.view(rows, -1))
+
+
+COMPILED: dict = {}
+
+
+def _compiled(fn):
+    if fn not in COMPILED:
+        COMPILED[fn] = torch.compile(fn, dynamic=True)
+    return COMPILED[fn]
+
+
+class Scratch:
+    """One preallocated buffer per dtype, shared by every 4-bit layer (grown, never shrunk)."""
+
+    def __init__(self):
+        self.buffers: dict = {}
+
+    def get(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
+        buf = self.buffers.get(dtype)
+        if buf is None or buf.numel() < numel:
+            buf = torch.zeros(numel, dtype=dtype)  # zeros: touched once, here
+            self.buffers[dtype] = buf
+        return buf[:numel]
+
+
+SCRATCH = Scratch()
+
+
+def absmax_matrix(layer) -> torch.Tensor:
+    """The float32 constants as (out, in/B), decoded from 8 bits when double-quantised."""
+    if layer.double_quant:
+        d = DoubleQuantizedAbsmax(layer.absmax_codes, layer.absmax_scale, layer.absmax_offset,
+                                  layer.absmax_levels, layer.double_blocksize)
+        absmax = dequantize_absmax(d)
+    else:
+        absmax = layer.absmax
+    return absmax.view(layer.out_features, layer.in_features // layer.blocksize)
+
+
+def _operands(layer):
+    words = layer.packed.view(torch.int32).view(layer.out_features, layer.in_features // 8)
+    shifts = torch.tensor(SHIFTS, dtype=torch.int32)
+    levels = torch.cat([layer.levels, layer.levels.new_zeros(16 - layer.levels.numel())])  # INT4: 15
+    return words, absmax_matrix(layer), levels, shifts
+
+
+def _tiles(layer, dtype):
+    """Yield (row slice, dequantised tile in the shared scratch buffer)."""
+    words, absmax, levels, shifts = _operands(layer)
+    rows = min(TILE_ROWS, layer.out_features)
+    scratch = SCRATCH.get(rows * layer.in_features, dtype)
+    kernel = _compiled(tile_kernel)
+    for r0 in range(0, layer.out_features, rows):
+        r1 = min(r0 + rows, layer.out_features)
+        tile = scratch[: (r1 - r0) * layer.in_features].view(r1 - r0, layer.in_features)
+        kernel(words[r0:r1], absmax[r0:r1], levels, shifts, tile)
+        yield slice(r0, r1), tile
+
+
+def linear(layer, x: torch.Tensor, bias) -> torch.Tensor:
+    """``x Wᵀ + b`` by the fused kernel (few tokens) or tiles (many); readable on failure."""
+    x2 = x.reshape(-1, layer.in_features)
+    try:
+        if x2.shape[0] <= FUSED_MAX_TOKENS:
+            words, absmax, levels, shifts = _operands(layer)
+            y = _compiled(fused_kernel)(x2.float().contiguous(), words, absmax, levels, shifts).to(x.dtype)
+        else:
+            y = x2.new_empty(x2.shape[0], layer.out_features)
+            for rows, tile in _tiles(layer, x.dtype):
+                torch.mm(x2, tile.t(), out=y[:, rows])  # each tile's product while it is in cache
+    except Exception as e:  # no C++ compiler, unsupported build: same numbers the readable way
+        _disable(e)
+        return torch.nn.functional.linear(x, layer.dequantized_weight(x.dtype), bias)
+    if bias is not None:
+        y += bias
+    return y.view(*x.shape[:-1], layer.out_features)
+
+
+def linear_t(layer, grad: torch.Tensor) -> torch.Tensor:
+    """``∂L/∂X = ∂L/∂Y · W`` tile by tile: ``Σ_tiles ∂L/∂Y[:, tile] · W_tile``."""
+    g2 = grad.reshape(-1, layer.out_features)
+    try:
+        out = g2.new_zeros(g2.shape[0], layer.in_features)
+        for rows, tile in _tiles(layer, grad.dtype):
+            out.addmm_(g2[:, rows], tile)
+    except Exception as e:
+        _disable(e)
+        return grad @ layer.dequantized_weight(grad.dtype)
+    return out.view(*grad.shape[:-1], layer.in_features)
