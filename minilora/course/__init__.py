@@ -3,11 +3,13 @@
   cache.py       the on-disk cache (keys derived from arguments, code and data) and cached_fit
   runs.py        the shared fine-tunes: baselines (full, head-only) and LoRA runs; recipe selection
                  on the validation split; interleaved inference timing
+  adalora.py     the AdaLoRA runs of notebook 03 (rank record, budget, orthogonality gap)
   gpu_record.py  the recorded output of scripts/gpu_check.py in docs/gpu.md
 
 The ideas never import this package (docs/architecture.md, the import rules).
 """
 
+from .adalora import ALL_MATRICES, AdaLoRARun, adalora_fine_tune
 from .cache import cache_dir, cache_key, cached_fit, canonical, import_closure, load_or_compute
 from .gpu_record import default_record_path, format_record, parse_record, read_record, write_record
 from .runs import (
@@ -23,6 +25,7 @@ from .runs import (
 )
 
 __all__ = [
+    "ALL_MATRICES", "AdaLoRARun", "adalora_fine_tune",
     "KINDS", "FineTune", "Selection", "cache_dir", "cache_key", "cached_fit", "canonical",
     "default_record_path", "fine_tune_baseline", "format_record", "freeze_all_but_head", "import_closure",
     "inference_latency",

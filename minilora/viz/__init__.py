@@ -3,6 +3,7 @@
 One submodule per topic (tour, rank, lora, quant, memory); the figures are re-exported here.
 """
 
+from .adalora import orthogonality_figure, rank_budget_figure, rank_share_figure
 from .lora import (
     budget_figure,
     cross_domain_figure,
@@ -31,6 +32,7 @@ from .tour import (
 )
 
 __all__ = [
+    "orthogonality_figure", "rank_budget_figure", "rank_share_figure",
     "accuracy_bars_figure", "accuracy_vs_rank_figure", "bits_error_figure", "blockwise_layout_diagram",
     "budget_figure",
     "construction_figure", "cross_domain_figure", "dataset_figure", "error_bars_figure",

@@ -6,11 +6,12 @@ its numbers and ``minilora.viz`` for its figure. Tests drive the panels by setti
 One module per notebook topic (tour, rank, lora, quant, memory).
 """
 
+from .adalora import RankBudgetExplorer
 from .lora import TARGET_SETS, LoRAExplorer
 from .memory import MemoryExplorer
 from .quant import DoubleQuantExplorer, QuantExplorer
 from .rank import RankExplorer
 from .tour import probe_report, sentiment_probe
 
-__all__ = ["TARGET_SETS", "DoubleQuantExplorer", "LoRAExplorer", "MemoryExplorer", "QuantExplorer",
+__all__ = ["RankBudgetExplorer", "TARGET_SETS", "DoubleQuantExplorer", "LoRAExplorer", "MemoryExplorer", "QuantExplorer",
            "RankExplorer", "probe_report", "sentiment_probe"]
