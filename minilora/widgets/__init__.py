@@ -13,5 +13,5 @@ from .quant import DoubleQuantExplorer, QuantExplorer
 from .rank import RankExplorer
 from .tour import probe_report, sentiment_probe
 
-__all__ = ["RankBudgetExplorer", "TARGET_SETS", "DoubleQuantExplorer", "LoRAExplorer", "MemoryExplorer", "QuantExplorer",
-           "RankExplorer", "probe_report", "sentiment_probe"]
+__all__ = ["RankBudgetExplorer", "TARGET_SETS", "DoubleQuantExplorer", "LoRAExplorer", "MemoryExplorer",
+           "QuantExplorer", "RankExplorer", "probe_report", "sentiment_probe"]
