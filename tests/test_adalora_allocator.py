@@ -43,13 +43,24 @@ def feed_same_gradients(layers, peft_layers, gen, lr=0.05):
                 p.grad, q.grad = g.clone(), g.clone()
 
 
-@pytest.mark.parametrize("schedule", [dict(target_r=2, tinit=2, tfinal=3, total_step=14, deltaT=1),
-                                      dict(target_r=1, tinit=0, tfinal=2, total_step=12, deltaT=3),
-                                      dict(target_r=3, tinit=4, tfinal=0, total_step=10, deltaT=2)])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        dict(target_r=2, tinit=2, tfinal=3, total_step=14, deltaT=1),
+        dict(target_r=1, tinit=0, tfinal=2, total_step=12, deltaT=3),
+        dict(target_r=3, tinit=4, tfinal=0, total_step=10, deltaT=2),
+    ],
+)
 def test_masks_equal_peft_at_every_step(tiny_bert, schedule):
     ours, theirs, layers, peft_layers = twin_models(tiny_bert, **schedule)
-    alloc = RankAllocator(ours, target_r=schedule["target_r"], tinit=schedule["tinit"], tfinal=schedule["tfinal"],
-                          total_step=schedule["total_step"], delta_t=schedule["deltaT"])
+    alloc = RankAllocator(
+        ours,
+        target_r=schedule["target_r"],
+        tinit=schedule["tinit"],
+        tfinal=schedule["tfinal"],
+        total_step=schedule["total_step"],
+        delta_t=schedule["deltaT"],
+    )
     gen = torch.Generator().manual_seed(0)
     config = theirs.peft_config["default"]
     masked_steps = 0
@@ -62,7 +73,9 @@ def test_masks_equal_peft_at_every_step(tiny_bert, schedule):
         if config.rank_pattern:
             masked_steps += 1
             assert pattern == {k.removesuffix(".default"): v for k, v in config.rank_pattern.items()}, step
-    assert masked_steps > 0 and sum(map(sum, pattern.values())) == budget == schedule["target_r"] * len(layers)
+    assert masked_steps > 0 and sum(map(sum, pattern.values())) == budget == schedule["target_r"] * len(
+        layers
+    )
 
 
 def test_parameters_without_gradients_are_skipped(tiny_bert):
@@ -74,7 +87,9 @@ def test_parameters_without_gradients_are_skipped(tiny_bert):
     first.lora_A.grad = torch.ones_like(first.lora_A)  # every other parameter has .grad None
     alloc.update_and_allocate(model, 1)
     # only the layer with a gradient has scores > 0, so only its triplets survive the cut
-    assert len(alloc.state) == 1 and alloc.kept_ranks() == {n: 4 if n == next(iter(layers)) else 0 for n in layers}
+    assert len(alloc.state) == 1 and alloc.kept_ranks() == {
+        n: 4 if n == next(iter(layers)) else 0 for n in layers
+    }
 
 
 def test_a_step_without_masking_leaves_the_singular_values_alone(tiny_bert):
@@ -114,14 +129,17 @@ def test_final_pattern_is_reapplied_after_the_budgeting_phase(tiny_bert):
     assert sum(map(sum, kept.values())) == 2
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(total_step=None), "total_step"),
-    (dict(tinit=8, tfinal=2), "tinit"),
-    (dict(target_r=5), "target_r"),
-    (dict(beta1=1.0), "beta1"),
-    (dict(beta2=0.0), "beta2"),
-    (dict(score="random"), "score"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(total_step=None), "total_step"),
+        (dict(tinit=8, tfinal=2), "tinit"),
+        (dict(target_r=5), "target_r"),
+        (dict(beta1=1.0), "beta1"),
+        (dict(beta2=0.0), "beta2"),
+        (dict(score="random"), "score"),
+    ],
+)
 def test_bad_configurations_raise_naming_the_parameter(tiny_bert, kwargs, name):
     model = tiny_bert()
     apply_adalora(model, ["query"], init_r=4, extra=None)

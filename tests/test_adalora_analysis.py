@@ -9,12 +9,20 @@ import pytest
 from minilora.adalora import rank_grid, share_difference
 
 PREFIX = "bert.encoder.layer"
-PATHS = {"query": "attention.self.query", "key": "attention.self.key", "value": "attention.self.value",
-         "attn_out": "attention.output.dense", "ffn_in": "intermediate.dense", "ffn_out": "output.dense"}
+PATHS = {
+    "query": "attention.self.query",
+    "key": "attention.self.key",
+    "value": "attention.self.value",
+    "attn_out": "attention.output.dense",
+    "ffn_in": "intermediate.dense",
+    "ffn_out": "output.dense",
+}
 
 
 def kept(rank_of):
-    return {f"{PREFIX}.{layer}.{path}": rank_of(layer, kind) for layer in range(4) for kind, path in PATHS.items()}
+    return {
+        f"{PREFIX}.{layer}.{path}": rank_of(layer, kind) for layer in range(4) for kind, path in PATHS.items()
+    }
 
 
 def test_grid_puts_each_matrix_in_its_layer_and_type_cell():
@@ -26,7 +34,9 @@ def test_grid_puts_each_matrix_in_its_layer_and_type_cell():
 def test_contrasts_measure_ffn_and_top_layers():
     grid = rank_grid(kept(lambda layer, kind: (6 if kind.startswith("ffn") else 2) + layer))
     diff = share_difference(grid)
-    assert diff["ffn_minus_attention"] == pytest.approx(4.0) and diff["top_minus_bottom"] == pytest.approx(2.0)
+    assert diff["ffn_minus_attention"] == pytest.approx(4.0) and diff["top_minus_bottom"] == pytest.approx(
+        2.0
+    )
 
 
 def test_a_type_not_adapted_is_left_out():
@@ -43,4 +53,6 @@ def test_contrasts_need_both_groups():
 def test_names_outside_the_encoder_are_refused():
     with pytest.raises(ValueError, match="encoder"):
         rank_grid({"classifier": 2})
-    assert math.isnan(rank_grid({f"{PREFIX}.0.attention.self.query": 3, f"{PREFIX}.1.intermediate.dense": 1}).ranks[0, 1])
+    assert math.isnan(
+        rank_grid({f"{PREFIX}.0.attention.self.query": 3, f"{PREFIX}.1.intermediate.dense": 1}).ranks[0, 1]
+    )

@@ -24,7 +24,7 @@ def test_two_steps_follow_the_equations():
 
 
 def test_triplet_score_adds_the_value_and_the_mean_row_and_column_scores():
-    s_a = torch.tensor([[1.0, 3.0], [0.0, 0.0]])   # rows of Q
+    s_a = torch.tensor([[1.0, 3.0], [0.0, 0.0]])  # rows of Q
     s_e = torch.tensor([[10.0], [20.0]])
     s_b = torch.tensor([[2.0, 4.0], [4.0, 0.0], [0.0, 2.0]])  # columns of P
     torch.testing.assert_close(triplet_scores(s_a, s_e, s_b), torch.tensor([10 + 2 + 2.0, 20 + 0 + 2.0]))

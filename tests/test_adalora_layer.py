@@ -44,7 +44,9 @@ def test_initial_adapter_is_a_no_op_with_gaussian_singular_vectors():
     layer = SVDLinear(copy.deepcopy(base), r=12)
     x = torch.randn(3, 64)
     assert torch.equal(layer(x), base(x))
-    assert torch.count_nonzero(layer.lora_E) == 0 and layer.lora_A.std().item() == pytest.approx(0.02, rel=0.1)
+    assert torch.count_nonzero(layer.lora_E) == 0 and layer.lora_A.std().item() == pytest.approx(
+        0.02, rel=0.1
+    )
 
 
 def test_scale_uses_the_initial_rank_even_when_triplets_are_pruned():
@@ -70,8 +72,12 @@ def test_merge_then_unmerge_restores_the_weight_and_keeps_outputs():
 def test_apply_adalora_wraps_targets_and_trains_only_adapters_and_head(tiny_bert):
     model = tiny_bert()
     names = apply_adalora(model, ("query", "value"), init_r=4, alpha=8)
-    assert names == [f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "value")]
-    trainable = {n.rsplit(".", 1)[-1] for n, p in model.named_parameters() if p.requires_grad and "classifier" not in n}
+    assert names == [
+        f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "value")
+    ]
+    trainable = {
+        n.rsplit(".", 1)[-1] for n, p in model.named_parameters() if p.requires_grad and "classifier" not in n
+    }
     assert trainable == {"lora_A", "lora_E", "lora_B"}
     assert all(p.requires_grad for p in model.classifier.parameters())
 
@@ -96,8 +102,15 @@ def test_seeded_apply_adalora_is_reproducible(tiny_bert):
     assert all(torch.equal(la[n].lora_A, lb[n].lora_A) for n in la)
 
 
-@pytest.mark.parametrize("kwargs,name", [(dict(r=0), "r"), (dict(r=4, alpha=0), "alpha"), (dict(r=4, dropout=1.0), "dropout"),
-                                         (dict(r=2, ranknum=1), "ranknum")])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(r=0), "r"),
+        (dict(r=4, alpha=0), "alpha"),
+        (dict(r=4, dropout=1.0), "dropout"),
+        (dict(r=2, ranknum=1), "ranknum"),
+    ],
+)
 def test_bad_layer_arguments_raise_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
         SVDLinear(nn.Linear(8, 8), **kwargs)

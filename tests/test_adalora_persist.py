@@ -41,7 +41,9 @@ def saved(minilm_model, minilm_inputs, logits, tmp_path):
         minilm_model.classifier.weight.normal_()
     expected = logits(minilm_model, minilm_inputs)
     save_adapter(minilm_model, tmp_path / "mine")
-    return SimpleNamespace(model=minilm_model, fresh=fresh, expected=expected, path=tmp_path / "mine", alloc=alloc)
+    return SimpleNamespace(
+        model=minilm_model, fresh=fresh, expected=expected, path=tmp_path / "mine", alloc=alloc
+    )
 
 
 def test_saved_config_has_peft_rank_pattern_and_sliced_tensors(saved):
@@ -70,11 +72,20 @@ def test_minilora_loads_its_own_adapter_at_the_kept_ranks(saved, minilm_inputs, 
     assert all(layer.ranknum == 6 for layer in svd_layers(again).values())
 
 
-def test_minilora_loads_a_peft_adalora_adapter_with_the_same_logits(minilm_model, minilm_inputs, logits, tmp_path):
+def test_minilora_loads_a_peft_adalora_adapter_with_the_same_logits(
+    minilm_model, minilm_inputs, logits, tmp_path
+):
     peft = needs_peft()
     fresh = copy.deepcopy(minilm_model)
-    config = peft.AdaLoraConfig(target_modules=list(TARGETS), init_r=6, target_r=2, tinit=1, tfinal=1,
-                                total_step=6, task_type="SEQ_CLS")
+    config = peft.AdaLoraConfig(
+        target_modules=list(TARGETS),
+        init_r=6,
+        target_r=2,
+        tinit=1,
+        tfinal=1,
+        total_step=6,
+        task_type="SEQ_CLS",
+    )
     theirs = peft.get_peft_model(minilm_model, config)
     gen = torch.Generator().manual_seed(1)
     for step in range(1, 6):

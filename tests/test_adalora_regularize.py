@@ -15,8 +15,9 @@ def test_equals_the_term_peft_adds_to_the_loss(tiny_bert, bert_batch):
     peft = pytest.importorskip("peft", reason="peft is the reference AdaLoRA")
     model = tiny_bert()
     ours = copy.deepcopy(model)
-    config = peft.AdaLoraConfig(target_modules=["query", "value", "dense"], init_r=4, total_step=10,
-                                orth_reg_weight=1.0)
+    config = peft.AdaLoraConfig(
+        target_modules=["query", "value", "dense"], init_r=4, total_step=10, orth_reg_weight=1.0
+    )
     theirs = peft.get_peft_model(model, config)
     apply_adalora(ours, ("query", "value", "dense"), init_r=4, extra=None)
     peft_layers = {n: m for n, m in theirs.base_model.model.named_modules() if hasattr(m, "lora_E")}

@@ -19,15 +19,22 @@ def peft_schedule(init_budget, target_budget, tinit, tfinal, total_step, delta_t
     return alloc.budget_schedule
 
 
-GRID = [g for g in itertools.product((12, 72, 144), (0, 8, 48), (0, 3, 10), (0, 5), (20, 57, 200), (1, 3, 10))
-        if g[1] <= g[0] and g[2] < g[4] - g[3]]
+GRID = [
+    g
+    for g in itertools.product((12, 72, 144), (0, 8, 48), (0, 3, 10), (0, 5), (20, 57, 200), (1, 3, 10))
+    if g[1] <= g[0] and g[2] < g[4] - g[3]
+]
 
 
 @pytest.mark.parametrize("init_budget,target_budget,tinit,tfinal,total_step,delta_t", GRID)
-def test_budget_schedule_equals_peft_at_every_step(init_budget, target_budget, tinit, tfinal, total_step, delta_t):
+def test_budget_schedule_equals_peft_at_every_step(
+    init_budget, target_budget, tinit, tfinal, total_step, delta_t
+):
     theirs = peft_schedule(init_budget, target_budget, tinit, tfinal, total_step, delta_t)
-    ours = [budget_schedule(t, init_budget, target_budget, tinit, tfinal, total_step, delta_t)
-            for t in range(total_step + 3)]
+    ours = [
+        budget_schedule(t, init_budget, target_budget, tinit, tfinal, total_step, delta_t)
+        for t in range(total_step + 3)
+    ]
     assert ours == [theirs(t) for t in range(total_step + 3)]
 
 
@@ -51,13 +58,16 @@ def test_no_mask_during_warmup_mask_every_delta_t_then_every_step():
     assert all(masks[26:])
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(total_step=None), "total_step"),
-    (dict(total_step=0), "total_step"),
-    (dict(tinit=10, tfinal=10, total_step=20), "tinit"),
-    (dict(tinit=-1), "tinit"),
-    (dict(delta_t=0), "delta_t"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(total_step=None), "total_step"),
+        (dict(total_step=0), "total_step"),
+        (dict(tinit=10, tfinal=10, total_step=20), "tinit"),
+        (dict(tinit=-1), "tinit"),
+        (dict(delta_t=0), "delta_t"),
+    ],
+)
 def test_bad_schedules_raise_naming_the_parameter(kwargs, name):
     args = dict(tinit=0, tfinal=0, total_step=10, delta_t=1) | kwargs
     with pytest.raises(ValueError, match=name):

@@ -10,7 +10,9 @@ pytest.importorskip("ipywidgets", reason="the widget needs ipywidgets (the noteb
 
 from minilora.widgets import RankBudgetExplorer  # noqa: E402
 
-NAMES = tuple(f"bert.encoder.layer.{i}.{p}" for i in range(2) for p in ("attention.self.query", "output.dense"))
+NAMES = tuple(
+    f"bert.encoder.layer.{i}.{p}" for i in range(2) for p in ("attention.self.query", "output.dense")
+)
 HISTORY = ((4, 4, 4, 4), (3, 4, 2, 4), (1, 4, 0, 3))
 
 
@@ -18,6 +20,7 @@ def fake_run():
     def kept_at(step):
         i = max(k for k, s in enumerate((0, 2, 4)) if s <= step)
         return dict(zip(NAMES, HISTORY[i]))
+
     return SimpleNamespace(rank_steps=(0, 2, 4), budget=(16, 13, 10, 8), kept_at=kept_at)
 
 

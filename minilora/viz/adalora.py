@@ -10,8 +10,14 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-TYPE_LABELS = {"query": "Wq", "key": "Wk", "value": "Wv", "attn_out": "Wo", "ffn_in": "FFN in",
-               "ffn_out": "FFN out"}
+TYPE_LABELS = {
+    "query": "Wq",
+    "key": "Wk",
+    "value": "Wv",
+    "attn_out": "Wo",
+    "ffn_in": "FFN in",
+    "ffn_out": "FFN out",
+}
 
 
 def rank_budget_figure(grid, budget, step: int, init_r: int, title: str | None = None) -> Figure:
@@ -27,7 +33,9 @@ def rank_budget_figure(grid, budget, step: int, init_r: int, title: str | None =
     im = heat.imshow(ranks, cmap="viridis", vmin=0, vmax=init_r, aspect="auto")
     for (i, j), r in np.ndenumerate(ranks):
         if np.isfinite(r):
-            heat.text(j, i, f"{int(r)}", ha="center", va="center", color="white" if r < init_r / 2 else "black")
+            heat.text(
+                j, i, f"{int(r)}", ha="center", va="center", color="white" if r < init_r / 2 else "black"
+            )
     heat.set_xticks(range(len(grid.types)), [TYPE_LABELS.get(t, t) for t in grid.types])
     heat.set_yticks(range(len(grid.layers)), [f"layer {layer}" for layer in grid.layers])
     heat.set_title(f"kept rank at step {step} (of {init_r})")
@@ -35,7 +43,9 @@ def rank_budget_figure(grid, budget, step: int, init_r: int, title: str | None =
     steps = np.arange(1, len(budget) + 1)
     curve.plot(steps, budget, color="tab:blue", lw=1.5, label="budget b(t)")
     at = int(np.clip(step, 1, len(budget)))
-    curve.plot([at], [budget[at - 1]], "o", color="tab:red", ms=8, label=f"step {step}: {int(budget[at - 1])}")
+    curve.plot(
+        [at], [budget[at - 1]], "o", color="tab:red", ms=8, label=f"step {step}: {int(budget[at - 1])}"
+    )
     curve.set_xlabel("training step t")
     curve.set_ylabel("total kept rank")
     curve.set_title("the rank budget")

@@ -20,13 +20,19 @@ class RankBudgetExplorer:
 
         steps = list(getattr(run, "rank_steps", ()))
         if not steps or not getattr(run, "budget", ()):
-            raise ValueError("run must carry a rank record (rank_steps, rank_history, budget): "
-                             "use minilora.course.adalora_fine_tune")
+            raise ValueError(
+                "run must carry a rank record (rank_steps, rank_history, budget): "
+                "use minilora.course.adalora_fine_tune"
+            )
         if step is not None and step not in steps:
             raise ValueError(f"step must be one of the recorded steps {steps[0]}..{steps[-1]}, got {step!r}")
         self.run, self.init_r, self.draw = run, init_r, draw
-        self.step = w.SelectionSlider(options=steps, value=steps[-1] if step is None else step,
-                                      description="step", continuous_update=False)
+        self.step = w.SelectionSlider(
+            options=steps,
+            value=steps[-1] if step is None else step,
+            description="step",
+            continuous_update=False,
+        )
         self.summary = w.HTML()
         self.plot = w.Output()
         self.step.observe(lambda _: self.update(), names="value")
@@ -39,10 +45,17 @@ class RankBudgetExplorer:
         grid = rank_grid(self.run.kept_at(step))
         budget = self.run.budget[step - 1] if step >= 1 else sum(self.run.kept_at(0).values())
         by_type = grid.mean_by_type()
-        self.state = {"step": step, "grid": grid, "budget": budget, "kept": int(grid.ranks.sum()),
-                      "by_type": by_type}
-        self.summary.value = (f"step {step}: budget {budget}, kept {self.state['kept']} triplets; mean kept rank "
-                              + ", ".join(f"{k} {v:.1f}" for k, v in by_type.items()))
+        self.state = {
+            "step": step,
+            "grid": grid,
+            "budget": budget,
+            "kept": int(grid.ranks.sum()),
+            "by_type": by_type,
+        }
+        self.summary.value = (
+            f"step {step}: budget {budget}, kept {self.state['kept']} triplets; mean kept rank "
+            + ", ".join(f"{k} {v:.1f}" for k, v in by_type.items())
+        )
         if self.draw:
             self._redraw(grid, step)
         return self.state
