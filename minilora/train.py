@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -151,6 +152,40 @@ def gradient_norm(optimizer, clip=None) -> torch.Tensor:
     return torch.nn.utils.get_total_norm([p.grad for p in params])
 
 
+@contextmanager
+def gradient_checkpointing(model):
+    """Within this context, every block of ``model`` (each element of its outermost
+    ``nn.ModuleList``s: the transformer layers) keeps only its input for backward and re-runs
+    its forward there (``torch.utils.checkpoint``, non-reentrant, RNG state preserved so dropout
+    masks repeat): activation memory per layer falls from all intermediates to one input, for
+    about one extra forward pass (Chen et al. 2016; QLoRA §4 trains with it). Without grad
+    (evaluation) blocks run plainly."""
+    from torch.utils.checkpoint import checkpoint
+
+    lists = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.ModuleList)]
+    outer = [m for n, m in lists if not any(n.startswith(o + ".") for o, _ in lists if o != n)]
+    blocks = [b for m in outer for b in m]
+    if not blocks:
+        raise ValueError("checkpointing=True needs a model whose blocks sit in an nn.ModuleList "
+                         f"(a transformer's layers); {type(model).__name__} has none")
+
+    def checkpointed(forward):
+        def run(*args, **kwargs):
+            if torch.is_grad_enabled():
+                # keep the block's inputs, recompute its forward during backward
+                return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+            return forward(*args, **kwargs)
+        return run
+
+    for b in blocks:
+        b.forward = checkpointed(b.forward)
+    try:
+        yield blocks
+    finally:
+        for b in blocks:
+            del b.forward  # back to the class's forward
+
+
 def _make_optimizer(optimizer, model, lr, weight_decay):
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -171,14 +206,16 @@ def _make_optimizer(optimizer, model, lr, weight_decay):
 
 def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_decay=0.01,
           optimizer=None, clip=1.0, seed=0, eval_data: Encoded | None = None, eval_every=0,
-          warmup=0.1, progress=None, extra_loss=None, on_step=None) -> History:
+          warmup=0.1, progress=None, extra_loss=None, on_step=None, checkpointing=False) -> History:
     """Train ``model`` for ``steps`` optimizer steps on shuffled batches of ``data``.
 
     Linear warm-up over the first ``warmup`` fraction of steps, then linear decay to 0.
     ``clip`` bounds the global gradient norm (None: off). ``eval_data`` is scored every
     ``eval_every`` steps and at the end. ``extra_loss(model)`` is added to the task loss
     (e.g. a regulariser); ``on_step(model, step)`` runs after each optimizer step (e.g. a
-    rank allocator). ``progress=None`` shows a tqdm bar except under CI.
+    rank allocator). ``progress=None`` shows a tqdm bar except under CI. ``checkpointing=True``
+    recomputes each block's forward in backward (``gradient_checkpointing``): same losses and
+    gradients, less activation memory, about one more forward pass of time.
     """
     steps = check_int(steps, "steps", 1)
     check_nonempty(data)
@@ -197,6 +234,8 @@ def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_dec
     check_number(warmup, "warmup", 0.0, 1.0, high_open=True)
     if eval_every and eval_data is None:
         raise ValueError("eval_every needs eval_data")
+    if not isinstance(checkpointing, bool):
+        raise ArgumentTypeError(f"checkpointing must be True or False, got {checkpointing!r}")
     set_seed(seed)
     device = _device_of(model)
     opt = _make_optimizer(optimizer, model, lr, weight_decay)
@@ -212,42 +251,43 @@ def train(model, data: Encoded, *, steps=200, batch_size=32, lr=5e-5, weight_dec
     model.train()
     start = time.perf_counter()
     step, eval_time = 0, 0.0
-    while step < steps:
-        for batch in batches(data, batch_size, shuffle=True, generator=gen):
-            loss = model(**_to(batch, device)).loss
-            if extra_loss is not None:
-                extra = extra_loss(model)
-                if not isinstance(extra, torch.Tensor) or extra.numel() != 1:
-                    raise TypeError("extra_loss(model) must return a scalar tensor, got "
-                                    f"{getattr(extra, 'shape', type(extra).__name__)}")
-                loss = loss + extra.reshape(())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            # the global gradient norm, checked BEFORE the update: a non-finite gradient stops the
-            # run with the weights of the last good step (one host sync, as loss.item() already is)
-            norm = gradient_norm(opt, clip)
-            if not torch.isfinite(norm):
-                raise FloatingPointError(f"the gradient became {norm.item()} at step {step + 1}; the weights "
-                                         f"were not updated (they hold step {step}'s values). Lower lr or "
-                                         "check the data and extra_loss")
-            opt.step()
-            sched.step()
-            step += 1
-            if on_step is not None:
-                on_step(model, step)
-            history.loss.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
-            if eval_data is not None and ((eval_every and step % eval_every == 0) or step == steps):
-                t_eval = time.perf_counter()
-                history.eval_steps.append(step)
-                history.eval_accuracy.append(evaluate(model, eval_data))
-                model.train()
-                eval_time += time.perf_counter() - t_eval
-            if step == steps:
-                break
+    with gradient_checkpointing(model) if checkpointing else nullcontext():
+        while step < steps:
+            for batch in batches(data, batch_size, shuffle=True, generator=gen):
+                loss = model(**_to(batch, device)).loss
+                if extra_loss is not None:
+                    extra = extra_loss(model)
+                    if not isinstance(extra, torch.Tensor) or extra.numel() != 1:
+                        raise TypeError("extra_loss(model) must return a scalar tensor, got "
+                                        f"{getattr(extra, 'shape', type(extra).__name__)}")
+                    loss = loss + extra.reshape(())
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}; lower lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                # the global gradient norm, checked BEFORE the update: a non-finite gradient stops the
+                # run with the weights of the last good step (one host sync, as loss.item() already is)
+                norm = gradient_norm(opt, clip)
+                if not torch.isfinite(norm):
+                    raise FloatingPointError(f"the gradient became {norm.item()} at step {step + 1}; the "
+                                             f"weights were not updated (they hold step {step}'s values). "
+                                             "Lower lr or check the data and extra_loss")
+                opt.step()
+                sched.step()
+                step += 1
+                if on_step is not None:
+                    on_step(model, step)
+                history.loss.append(loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
+                if eval_data is not None and ((eval_every and step % eval_every == 0) or step == steps):
+                    t_eval = time.perf_counter()
+                    history.eval_steps.append(step)
+                    history.eval_accuracy.append(evaluate(model, eval_data))
+                    model.train()
+                    eval_time += time.perf_counter() - t_eval
+                if step == steps:
+                    break
     bar.close()
     model.eval()
     bad = [n for n, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
