@@ -29,6 +29,7 @@ from ..quant import dequantize_absmax
 from ..quant.double import DoubleQuantizedAbsmax
 
 FUSED_MAX_TOKENS = 16  # at most this many tokens: the fused kernel; more: tiles + matmul
+FUSED_CHUNK = 4        # tokens per fused call (each chunk size is compiled once)
 TILE_ROWS = 256        # rows of W dequantised per tile (256 × 4096 fp32 = 4 MiB)
 # bit offset of code k inside a little-endian int32 of 4 bytes (even element = high nibble)
 SHIFTS = (4, 0, 12, 8, 20, 16, 28, 24)
@@ -60,43 +61,56 @@ def select_levels(codes: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     pairs, bit 1 within quadruples, … (vectorises where a gather does not)."""
     values = [levels[k] for k in range(16)]
     for bit in range(4):
-        chosen = ((codes >> bit) & 1).bool()
+        chosen = ((codes >> bit) & 1) != 0
         values = [torch.where(chosen, values[2 * i + 1], values[2 * i]) for i in range(len(values) // 2)]
     return values[0]
 
 
-def fused_kernel(x, words, absmax, levels, shifts):
-    """x (T, in) float32, words (out, in/8) int32, absmax (out, in/B) float32 → (T, out) float32.
+def fused_kernel(x_by_nibble, words, absmax, levels):
+    """x_by_nibble (T, 8, in/8) float32 (x[t, 8w + k] at [t, k, w]), words (out, in/8) int32,
+    absmax (out, in/B) float32 → (T, out) float32; T is small and unrolled.
 
-    y[t, o] = Σ_b c[o, b] · Σ_{i∈b} levels[code[o, i]] · x[t, i]   (no float matrix stored)
+    y[t, o] = Σ_w Σ_k levels[code_k(w)] · c[o, ⌊8w/B⌋] · x[t, 8w + k]   (no float matrix stored)
     """
-    t, n_out, n_blocks = x.shape[0], words.shape[0], absmax.shape[1]
-    per_block = words.shape[1] // n_blocks
-    codes = (words.view(1, n_out, n_blocks, per_block, 1) >> shifts) & 15
-    values = select_levels(codes, levels)  # (1, out, blocks, words, 8)
-    # Σ_{i∈b} levels[code]·x, then × c[o, b] and Σ_b
-    partial = (values * x.view(t, 1, n_blocks, per_block, 8)).sum((3, 4))
-    return (partial * absmax).sum(-1)
+    n_out, n_blocks = absmax.shape
+    n_words = words.shape[1]
+    # c[o, ⌊8w/B⌋] for every word w (a broadcast index, not a copy, once compiled)
+    per_block = n_words // n_blocks
+    scale = absmax.view(n_out, n_blocks, 1).expand(n_out, n_blocks, per_block).reshape(n_out, n_words)
+    values = [select_levels((words >> s) & 15, levels) * scale for s in SHIFTS]
+    rows = []
+    for t in range(x_by_nibble.shape[0]):  # one reduction per token, all in one loop over the codes
+        acc = values[0] * x_by_nibble[t, 0]
+        for k in range(1, 8):
+            acc = acc + values[k] * x_by_nibble[t, k]
+        rows.append(acc.sum(-1))
+    return torch.stack(rows)
 
 
-def tile_kernel(words, absmax, levels, shifts, out):
+def tile_kernel(words, absmax, levels, out):
     """Dequantise a tile in place: words (rows, in/8), absmax (rows, in/B) → out (rows, in).
 
-    Ŵ[o, i] = levels[code[o, i]] · c[o, ⌊i/B⌋]   (float32 product, cast to out's dtype)
+    Ŵ[o, 8w + k] = levels[code_k(w)] · c[o, ⌊8w/B⌋]   (float32 product, cast to out's dtype)
     """
     rows, n_blocks = absmax.shape
-    per_block = words.shape[1] // n_blocks
-    codes = (words.view(rows, n_blocks, per_block, 1) >> shifts) & 15
-    values = select_levels(codes, levels) * absmax.view(rows, n_blocks, 1, 1)
-    out.copy_(values.view(rows, -1))
+    words = words.view(rows, n_blocks, -1)
+    values = torch.stack([select_levels((words >> s) & 15, levels) for s in SHIFTS], -1)
+    out.copy_((values * absmax.view(rows, n_blocks, 1, 1)).view(rows, -1))
 
 
+# inductor would store the decoded levels once and read them in each token's reduction; keep
+# them in registers instead (recomputed, which is cheap, instead of written to memory)
+FUSE_OPTIONS = {"realize_opcount_threshold": 10**6, "realize_reads_threshold": 10**6,
+                "realize_acc_reads_threshold": 10**6, "realize_cpu_opcount_threshold": 10**6}
 COMPILED: dict = {}
 
 
-def _compiled(fn):
+def _compiled(fn, fuse=False):
     if fn not in COMPILED:
-        COMPILED[fn] = torch.compile(fn, dynamic=True)
+        import torch._inductor.config as inductor_config
+
+        options = {k: v for k, v in FUSE_OPTIONS.items() if hasattr(inductor_config, k)} if fuse else None
+        COMPILED[fn] = torch.compile(fn, dynamic=False, options=options)
     return COMPILED[fn]
 
 
@@ -130,21 +144,20 @@ def absmax_matrix(layer) -> torch.Tensor:
 
 def _operands(layer):
     words = layer.packed.view(torch.int32).view(layer.out_features, layer.in_features // 8)
-    shifts = torch.tensor(SHIFTS, dtype=torch.int32)
     levels = torch.cat([layer.levels, layer.levels.new_zeros(16 - layer.levels.numel())])  # INT4: 15
-    return words, absmax_matrix(layer), levels, shifts
+    return words, absmax_matrix(layer), levels
 
 
 def _tiles(layer, dtype):
     """Yield (row slice, dequantised tile in the shared scratch buffer)."""
-    words, absmax, levels, shifts = _operands(layer)
+    words, absmax, levels = _operands(layer)
     rows = min(TILE_ROWS, layer.out_features)
     scratch = SCRATCH.get(rows * layer.in_features, dtype)
     kernel = _compiled(tile_kernel)
     for r0 in range(0, layer.out_features, rows):
         r1 = min(r0 + rows, layer.out_features)
         tile = scratch[: (r1 - r0) * layer.in_features].view(r1 - r0, layer.in_features)
-        kernel(words[r0:r1], absmax[r0:r1], levels, shifts, tile)
+        kernel(words[r0:r1], absmax[r0:r1], levels, tile)
         yield slice(r0, r1), tile
 
 
@@ -153,8 +166,13 @@ def linear(layer, x: torch.Tensor, bias) -> torch.Tensor:
     x2 = x.reshape(-1, layer.in_features)
     try:
         if x2.shape[0] <= FUSED_MAX_TOKENS:
-            words, absmax, levels, shifts = _operands(layer)
-            y = _compiled(fused_kernel)(x2.float().contiguous(), words, absmax, levels, shifts).to(x.dtype)
+            words, absmax, levels = _operands(layer)
+            kernel = _compiled(fused_kernel, fuse=True)
+            # x[t, 8w + k] → [t, k, w], so each of the 8 codes of a word meets a contiguous row of x
+            x_by_nibble = x2.float().view(x2.shape[0], -1, 8).transpose(1, 2).contiguous()
+            # FUSED_CHUNK tokens per call: more reductions per loop stop fitting in registers
+            y = torch.cat([kernel(x_by_nibble[t:t + FUSED_CHUNK], words, absmax, levels)
+                           for t in range(0, x2.shape[0], FUSED_CHUNK)]).to(x.dtype)
         else:
             y = x2.new_empty(x2.shape[0], layer.out_features)
             for rows, tile in _tiles(layer, x.dtype):
