@@ -5,11 +5,12 @@ multiplies. Two ways to do better, chosen by the number of tokens T:
 
 * few tokens (T ≤ ``FUSED_MAX_TOKENS``, decoding): one ``torch.compile``d reduction reads the
   codes as int32 words (8 codes a word), picks each code's level with a 4-level ``where``
-  tree (no gather), multiplies by x and sums per block, then scales by the block's constant:
+  tree (no gather), scales it by its block's constant and multiplies by x:
 
       y[t, o] = Σ_b c[o, b] · Σ_{i ∈ b} levels[code[o, i]] · x[t, i]
 
-  The float matrix is never written to memory; the codes (½ byte a weight) are read once.
+  The float matrix is never written to memory; the codes (½ byte a weight) are read once per
+  chunk of ``FUSED_CHUNK`` tokens, whose reductions share one loop over the codes.
 * many tokens (training): dequantise ``TILE_ROWS`` rows at a time into ONE scratch buffer
   shared by every layer (allocated once, so no call pays a fresh allocation and first
   touch), and ``torch.mm`` each tile into its slice of the output while it is in cache.
@@ -172,7 +173,10 @@ def linear(layer, x: torch.Tensor, bias) -> torch.Tensor:
             x_by_nibble = x2.float().view(x2.shape[0], -1, 8).transpose(1, 2).contiguous()
             # FUSED_CHUNK tokens per call: more reductions per loop stop fitting in registers
             y = torch.cat([kernel(x_by_nibble[t:t + FUSED_CHUNK], words, absmax, levels)
-                           for t in range(0, x2.shape[0], FUSED_CHUNK)]).to(x.dtype)
+                           for t in range(0, x2.shape[0], FUSED_CHUNK)])
+            if bias is not None:  # added in float32, then one rounding to the compute dtype
+                y += bias
+            return y.to(x.dtype).view(*x.shape[:-1], layer.out_features)
         else:
             y = x2.new_empty(x2.shape[0], layer.out_features)
             for rows, tile in _tiles(layer, x.dtype):
@@ -196,3 +200,23 @@ def linear_t(layer, grad: torch.Tensor) -> torch.Tensor:
         _disable(e)
         return grad @ layer.dequantized_weight(grad.dtype)
     return out.view(*grad.shape[:-1], layer.in_features)
+
+
+def dequantize_into(layer, dtype=torch.float32, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The whole (out × in) weight by the tile kernel in one call, written into ``out`` when
+    given (a caller-supplied buffer: no fresh allocation and first touch), else a new tensor.
+    Same values as ``layer.dequantized_weight(dtype)`` (float32 product, then cast)."""
+    shape = (layer.out_features, layer.in_features)
+    if out is None:
+        out = torch.empty(shape, dtype=dtype)
+    elif not isinstance(out, torch.Tensor) or tuple(out.shape) != shape or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous tensor of shape {shape}")
+    if not supported(layer):
+        return out.copy_(layer.dequantized_weight(out.dtype))
+    words, absmax, levels = _operands(layer)
+    try:
+        _compiled(tile_kernel)(words, absmax, levels, out)
+    except Exception as e:
+        _disable(e)
+        out.copy_(layer.dequantized_weight(out.dtype))
+    return out
