@@ -23,8 +23,25 @@ from .regularize import orthogonal_regularization, orthogonality_gap
 from .schedule import budget_schedule, check_schedule
 
 __all__ = [
-    "ATTENTION_TYPES", "FFN_TYPES", "RankGrid", "SCORES", "ImportanceState", "RankAllocator", "SVDLinear", "apply_adalora", "budget_schedule",
-    "check_schedule", "entry_score", "load_adalora", "mark_only_adalora_trainable", "orthogonal_regularization",
-    "orthogonality_gap", "rank_grid", "save_adalora", "share_difference", "svd_layers", "triplet_scores",
+    "ATTENTION_TYPES",
+    "FFN_TYPES",
+    "RankGrid",
+    "SCORES",
+    "ImportanceState",
+    "RankAllocator",
+    "SVDLinear",
+    "apply_adalora",
+    "budget_schedule",
+    "check_schedule",
+    "entry_score",
+    "load_adalora",
+    "mark_only_adalora_trainable",
+    "orthogonal_regularization",
+    "orthogonality_gap",
+    "rank_grid",
+    "save_adalora",
+    "share_difference",
+    "svd_layers",
+    "triplet_scores",
     "update_importance",
 ]

@@ -37,11 +37,22 @@ class RankAllocator:
     ``target_r > init_r``, β outside (0, 1)).
     """
 
-    def __init__(self, model: nn.Module, target_r: int, tinit: int = 0, tfinal: int = 0,
-                 total_step: int | None = None, delta_t: int = 1, beta1: float = 0.85,
-                 beta2: float = 0.85, score: str = "uncertainty", power: float = 3):
-        self.tinit, self.tfinal, self.total_step, self.delta_t = check_schedule(tinit, tfinal, total_step,
-                                                                                delta_t)
+    def __init__(
+        self,
+        model: nn.Module,
+        target_r: int,
+        tinit: int = 0,
+        tfinal: int = 0,
+        total_step: int | None = None,
+        delta_t: int = 1,
+        beta1: float = 0.85,
+        beta2: float = 0.85,
+        score: str = "uncertainty",
+        power: float = 3,
+    ):
+        self.tinit, self.tfinal, self.total_step, self.delta_t = check_schedule(
+            tinit, tfinal, total_step, delta_t
+        )
         self.beta1 = check_number(beta1, "beta1", 0.0, 1.0, low_open=True, high_open=True)
         self.beta2 = check_number(beta2, "beta2", 0.0, 1.0, low_open=True, high_open=True)
         self.score = check_choice(score, "score", SCORES)
@@ -50,8 +61,9 @@ class RankAllocator:
         if not layers:
             raise ValueError("model has no SVDLinear layer: call apply_adalora(model, ...) first")
         init_r = min(layer.r for layer in layers.values())
-        self.target_r = check_int(target_r, "target_r", 0, init_r,
-                                  " (at most init_r, the rank every layer starts with)")
+        self.target_r = check_int(
+            target_r, "target_r", 0, init_r, " (at most init_r, the rank every layer starts with)"
+        )
         self.names = list(layers)
         self.init_budget = sum(layer.r for layer in layers.values())
         self.target_budget = self.target_r * len(layers)
@@ -64,8 +76,16 @@ class RankAllocator:
 
     def budget_schedule(self, step: int) -> tuple[int, bool]:
         """``(budget, mask_now)`` at ``step`` (``schedule.budget_schedule`` with this run's numbers)."""
-        return budget_schedule(step, self.init_budget, self.target_budget, self.tinit, self.tfinal,
-                               self.total_step, self.delta_t, self.power)
+        return budget_schedule(
+            step,
+            self.init_budget,
+            self.target_budget,
+            self.tinit,
+            self.tfinal,
+            self.total_step,
+            self.delta_t,
+            self.power,
+        )
 
     def _layers(self, model) -> dict[str, SVDLinear]:
         layers = svd_layers(model)
@@ -112,7 +132,9 @@ class RankAllocator:
             threshold = -float("inf")
         else:
             # the k-th smallest S over every triplet of every layer
-            threshold = torch.kthvalue(torch.cat([s.view(-1) for s in scores.values()]).float().cpu(), k)[0].item()
+            threshold = torch.kthvalue(torch.cat([s.view(-1) for s in scores.values()]).float().cpu(), k)[
+                0
+            ].item()
         for name, layer in layers.items():
             keep = scores[f"{name}.lora_E"] > threshold
             layer.lora_E.masked_fill_(~keep.view(-1, 1), 0.0)

@@ -67,5 +67,7 @@ def share_difference(grid: RankGrid) -> dict[str, float]:
         raise ValueError("the grid needs at least two layers to compare top and bottom")
     bottom = [by_layer[layer] for layer in grid.layers[:half]]
     top = [by_layer[layer] for layer in grid.layers[-half:]]
-    return {"ffn_minus_attention": float(np.mean(ffn) - np.mean(att)),
-            "top_minus_bottom": float(np.mean(top) - np.mean(bottom))}
+    return {
+        "ffn_minus_attention": float(np.mean(ffn) - np.mean(att)),
+        "top_minus_bottom": float(np.mean(top) - np.mean(bottom)),
+    }

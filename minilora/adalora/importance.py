@@ -33,8 +33,9 @@ class ImportanceState:
 
 
 @torch.no_grad()
-def update_importance(state: ImportanceState, weight: torch.Tensor, grad: torch.Tensor,
-                      beta1: float, beta2: float) -> None:
+def update_importance(
+    state: ImportanceState, weight: torch.Tensor, grad: torch.Tensor, beta1: float, beta2: float
+) -> None:
     """One step of eqs. 6–8 for one tensor, in place on ``state``."""
     # I = |w · ∂L/∂w|
     sensitivity = (weight * grad).abs_()

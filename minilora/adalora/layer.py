@@ -39,8 +39,14 @@ class SVDLinear(nn.Module):
 
     linear_like = True  # stands in for an nn.Linear (minilora.lora.inject.is_linear_like)
 
-    def __init__(self, base: nn.Linear, r: int = 12, alpha: float = 8.0, dropout: float = 0.0,
-                 ranknum: int | None = None):
+    def __init__(
+        self,
+        base: nn.Linear,
+        r: int = 12,
+        alpha: float = 8.0,
+        dropout: float = 0.0,
+        ranknum: int | None = None,
+    ):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base must be a torch.nn.Linear, got {type(base).__name__}")
@@ -59,11 +65,12 @@ class SVDLinear(nn.Module):
         if base.bias is not None:
             base.bias.requires_grad_(False)
         kw = dict(device=base.weight.device, dtype=base.weight.dtype)
-        self.lora_A = nn.Parameter(torch.empty(self.r, d_in, **kw))   # Q: right singular vectors
-        self.lora_E = nn.Parameter(torch.zeros(self.r, 1, **kw))      # Λ: singular values
+        self.lora_A = nn.Parameter(torch.empty(self.r, d_in, **kw))  # Q: right singular vectors
+        self.lora_E = nn.Parameter(torch.zeros(self.r, 1, **kw))  # Λ: singular values
         self.lora_B = nn.Parameter(torch.empty(d_out, self.r, **kw))  # P: left singular vectors
-        self.register_buffer("rank_mask", torch.ones(self.r, dtype=torch.bool, device=kw["device"]),
-                             persistent=False)
+        self.register_buffer(
+            "rank_mask", torch.ones(self.r, dtype=torch.bool, device=kw["device"]), persistent=False
+        )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
         self._merged_delta = None
@@ -98,7 +105,9 @@ class SVDLinear(nn.Module):
         if self.merged:
             return out
         # + (α/ranknum) · dropout(x) (A ⊙ E)ᵀ Bᵀ  — the r-wide activation first (cheapest)
-        return out + F.linear(F.linear(self.dropout(x), self.lora_A * self.lora_E), self.lora_B) * self.scaling
+        return (
+            out + F.linear(F.linear(self.dropout(x), self.lora_A * self.lora_E), self.lora_B) * self.scaling
+        )
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -123,9 +132,11 @@ class SVDLinear(nn.Module):
         self.merged = False
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, "
-                f"kept={int(self.rank_mask.sum())}, alpha={self.alpha:g}, ranknum={self.ranknum}, "
-                f"merged={self.merged}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, r={self.r}, "
+            f"kept={int(self.rank_mask.sum())}, alpha={self.alpha:g}, ranknum={self.ranknum}, "
+            f"merged={self.merged}"
+        )
 
 
 def svd_layers(model: nn.Module) -> dict[str, SVDLinear]:
@@ -154,8 +165,15 @@ def mark_only_adalora_trainable(model: nn.Module, extra=("classifier",)) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def apply_adalora(model: nn.Module, targets=("query", "value"), init_r: int = 12, alpha: float = 8.0,
-                  dropout: float = 0.0, extra=("classifier",), seed: int | None = None) -> list[str]:
+def apply_adalora(
+    model: nn.Module,
+    targets=("query", "value"),
+    init_r: int = 12,
+    alpha: float = 8.0,
+    dropout: float = 0.0,
+    extra=("classifier",),
+    seed: int | None = None,
+) -> list[str]:
     """Wrap every ``nn.Linear`` whose name matches ``targets`` in an SVDLinear of rank ``init_r``,
     then freeze all but the adapters and the ``extra`` modules (AdaLoRA §3.1).
 
@@ -171,8 +189,9 @@ def apply_adalora(model: nn.Module, targets=("query", "value"), init_r: int = 12
         if isinstance(m, SVDLinear):
             raise ValueError(f"targets={targets!r}: {n} already has an AdaLoRA adapter")
         if not isinstance(m, nn.Linear):
-            raise TypeError(f"targets={targets!r} matched {n}, a {type(m).__name__}; "
-                            "AdaLoRA wraps torch.nn.Linear only")
+            raise TypeError(
+                f"targets={targets!r} matched {n}, a {type(m).__name__}; AdaLoRA wraps torch.nn.Linear only"
+            )
     check_number(alpha, "alpha")
     for n, m in found:  # validate every argument before the model is touched
         check_int(init_r, "init_r", 1, min(m.weight.shape), f" (min(d_in, d_out) of {n})")

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from ..files import atomic_folder
-from ..lora import replace_module
 from ..lora import peft_format as lora_format
+from ..lora import replace_module
 from .layer import SVDLinear, svd_layers
 
 PREFIX = lora_format.PREFIX
@@ -41,8 +41,9 @@ def _check_path(model, path):
     return Path(path)
 
 
-def save_adalora(model: nn.Module, path, extra=("classifier",), base_model_name_or_path=None,
-                 schedule: dict | None = None) -> Path:
+def save_adalora(
+    model: nn.Module, path, extra=("classifier",), base_model_name_or_path=None, schedule: dict | None = None
+) -> Path:
     """Write the SVDLinear layers of ``model`` (kept triplets only) and the ``extra`` modules as a
     peft AdaLoRA folder; ``peft.PeftModel.from_pretrained(base, path)`` gives the same outputs.
     ``schedule``: optional ``{"tinit", "tfinal", "total_step", "deltaT", "target_r"}`` to record."""
@@ -50,12 +51,17 @@ def save_adalora(model: nn.Module, path, extra=("classifier",), base_model_name_
     layers = svd_layers(model)
     if not layers:
         raise ValueError("model has no SVDLinear layer: nothing to save (call apply_adalora first)")
-    for field, get in (("alpha", lambda m: m.alpha), ("ranknum", lambda m: m.ranknum),
-                       ("dropout", lambda m: getattr(m.dropout, "p", 0.0))):
+    for field, get in (
+        ("alpha", lambda m: m.alpha),
+        ("ranknum", lambda m: m.ranknum),
+        ("dropout", lambda m: getattr(m.dropout, "p", 0.0)),
+    ):
         values = {get(m) for m in layers.values()}
         if len(values) > 1:
-            raise ValueError(f"the SVDLinear layers use different {field} values {sorted(values)}; "
-                             "peft's AdaLoRA config stores one")
+            raise ValueError(
+                f"the SVDLinear layers use different {field} values {sorted(values)}; "
+                "peft's AdaLoRA config stores one"
+            )
     first = next(iter(layers.values()))
     extras = lora_format._extra_modules(model, extra)
     tensors, pattern = {}, {}
@@ -88,13 +94,21 @@ def save_adalora(model: nn.Module, path, extra=("classifier",), base_model_name_
         "target_modules": sorted(layers),
         "modules_to_save": extras or None,
         "rank_pattern": pattern if pruned else None,
-        "tinit": 0, "tfinal": 0, "total_step": 1, "deltaT": 1,
-        "bias": "none", "fan_in_fan_out": False, "use_dora": False, "init_lora_weights": True,
+        "tinit": 0,
+        "tfinal": 0,
+        "total_step": 1,
+        "deltaT": 1,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_dora": False,
+        "init_lora_weights": True,
         "inference_mode": True,
     }
     config.update(schedule or {})
     st = lora_format._safetensors()
-    with atomic_folder(path, replaces=(lora_format.CONFIG_NAME, lora_format.WEIGHTS_NAME, "README.md")) as tmp:
+    with atomic_folder(
+        path, replaces=(lora_format.CONFIG_NAME, lora_format.WEIGHTS_NAME, "README.md")
+    ) as tmp:
         st.save_file(tensors, str(tmp / lora_format.WEIGHTS_NAME), metadata={"format": "pt"})
         (tmp / lora_format.CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return path
@@ -102,6 +116,7 @@ def save_adalora(model: nn.Module, path, extra=("classifier",), base_model_name_
 
 def _check_config(config: dict, file) -> tuple[int, float, float, dict]:
     """``(init_r, alpha, dropout, rank_pattern)`` from an ADALORA config, or ValueError naming the field."""
+
     def bad(key, want):
         raise ValueError(f"{key}={config.get(key)!r} in {file}: {want}")
 
@@ -119,8 +134,9 @@ def _check_config(config: dict, file) -> tuple[int, float, float, dict]:
             bad(key, f"is not supported (only {ok!r})")
     pattern = config.get("rank_pattern") or {}
     if not isinstance(pattern, dict) or not all(
-            isinstance(v, list) and len(v) == init_r and all(isinstance(b, bool) for b in v)
-            for v in pattern.values()):
+        isinstance(v, list) and len(v) == init_r and all(isinstance(b, bool) for b in v)
+        for v in pattern.values()
+    ):
         bad("rank_pattern", f"must map '<module>.lora_E' to a list of {init_r} booleans")
     return init_r, float(alpha), float(dropout), pattern
 
@@ -141,7 +157,10 @@ def load_adalora(model: nn.Module, path) -> list[str]:
     if config.get("peft_type") != "ADALORA":
         raise ValueError(f"peft_type={config.get('peft_type')!r} in {path}: must be 'ADALORA'")
     init_r, alpha, dropout, pattern = _check_config(config, path / lora_format.CONFIG_NAME)
-    tensors = {k.removeprefix(PREFIX): v for k, v in lora_format._read_tensors(path / lora_format.WEIGHTS_NAME).items()}
+    tensors = {
+        k.removeprefix(PREFIX): v
+        for k, v in lora_format._read_tensors(path / lora_format.WEIGHTS_NAME).items()
+    }
     triplets, others = {}, {}
     for key, t in tensors.items():
         m = re.fullmatch(r"(.+)\.lora_([AEB])", key)
@@ -166,11 +185,17 @@ def load_adalora(model: nn.Module, path) -> list[str]:
             if not 0 <= r <= min(init_r, d_in, d_out):
                 problems.append(f"{PREFIX}{name}.lora_A: rank {r} must be in [0, min(init_r, d_in, d_out)]")
             elif r != kept:
-                problems.append(f"{PREFIX}{name}.lora_A: rank {r} in the tensors, {kept} kept in rank_pattern")
+                problems.append(
+                    f"{PREFIX}{name}.lora_A: rank {r} in the tensors, {kept} kept in rank_pattern"
+                )
             elif any(tuple(aeb[k].shape) != want[k] for k in "AEB"):
-                problems.append(f"{PREFIX}{name}: shapes {[tuple(aeb[k].shape) for k in 'AEB']} in the "
-                                f"adapter, {[want[k] for k in 'AEB']} in the model")
-            elif not all(aeb[k].is_floating_point() and bool(torch.isfinite(aeb[k].to(dtype)).all()) for k in "AEB"):
+                problems.append(
+                    f"{PREFIX}{name}: shapes {[tuple(aeb[k].shape) for k in 'AEB']} in the "
+                    f"adapter, {[want[k] for k in 'AEB']} in the model"
+                )
+            elif not all(
+                aeb[k].is_floating_point() and bool(torch.isfinite(aeb[k].to(dtype)).all()) for k in "AEB"
+            ):
                 problems.append(f"{PREFIX}{name}: values must be finite in the model's {dtype}")
             else:
                 ready[name] = {k: aeb[k].to(dtype) for k in "AEB"}
@@ -181,10 +206,14 @@ def load_adalora(model: nn.Module, path) -> list[str]:
         if key not in params:
             problems.append(f"{PREFIX}{key}: not a parameter of the model")
         elif params[key].shape != t.shape or not t.is_floating_point() or not bool(torch.isfinite(t).all()):
-            problems.append(f"{PREFIX}{key}: shape {tuple(t.shape)} (finite floats needed), "
-                            f"{tuple(params[key].shape)} in the model")
+            problems.append(
+                f"{PREFIX}{key}: shape {tuple(t.shape)} (finite floats needed), "
+                f"{tuple(params[key].shape)} in the model"
+            )
     if problems:
-        raise ValueError(f"adapter {path} does not fit the model; mismatched keys:\n  " + "\n  ".join(problems))
+        raise ValueError(
+            f"adapter {path} does not fit the model; mismatched keys:\n  " + "\n  ".join(problems)
+        )
     with torch.no_grad():
         for name, aeb in ready.items():
             mod = modules[name]

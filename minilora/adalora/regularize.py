@@ -33,5 +33,7 @@ def orthogonal_regularization(model: nn.Module) -> torch.Tensor:
     total = 0.0
     for layer in layers.values():
         # ‖QQᵀ − I‖_F + ‖PᵀP − I‖_F
-        total = total + orthogonality_gap(layer.lora_A, rows=True) + orthogonality_gap(layer.lora_B, rows=False)
+        total = (
+            total + orthogonality_gap(layer.lora_A, rows=True) + orthogonality_gap(layer.lora_B, rows=False)
+        )
     return total / (2 * len(layers))

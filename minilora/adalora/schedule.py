@@ -20,22 +20,34 @@ def check_schedule(tinit, tfinal, total_step, delta_t=1) -> tuple[int, int, int,
     ``tinit, tfinal ≥ 0`` with ``tinit < total_step − tfinal`` (a budgeting phase must exist),
     ``delta_t ≥ 1``. ValueError names the parameter."""
     if total_step is None:
-        raise ValueError("total_step must be the number of training steps (an int >= 1), got None: "
-                         "the budget falls from init to target over the steps between tinit and "
-                         "total_step - tfinal")
+        raise ValueError(
+            "total_step must be the number of training steps (an int >= 1), got None: "
+            "the budget falls from init to target over the steps between tinit and "
+            "total_step - tfinal"
+        )
     total_step = check_int(total_step, "total_step", 1)
     tinit = check_int(tinit, "tinit", 0)
     tfinal = check_int(tfinal, "tfinal", 0)
     delta_t = check_int(delta_t, "delta_t", 1)
     if tinit >= total_step - tfinal:
-        raise ValueError(f"tinit must be < total_step - tfinal so that the budget has steps to fall in, "
-                         f"got tinit={tinit}, tfinal={tfinal}, total_step={total_step}; decrease "
-                         "tinit/tfinal or increase total_step")
+        raise ValueError(
+            f"tinit must be < total_step - tfinal so that the budget has steps to fall in, "
+            f"got tinit={tinit}, tfinal={tfinal}, total_step={total_step}; decrease "
+            "tinit/tfinal or increase total_step"
+        )
     return tinit, tfinal, total_step, delta_t
 
 
-def budget_schedule(step: int, init_budget: int, target_budget: int, tinit: int, tfinal: int,
-                    total_step: int, delta_t: int = 1, power: float = 3) -> tuple[int, bool]:
+def budget_schedule(
+    step: int,
+    init_budget: int,
+    target_budget: int,
+    tinit: int,
+    tfinal: int,
+    total_step: int,
+    delta_t: int = 1,
+    power: float = 3,
+) -> tuple[int, bool]:
     """``(budget, mask_now)`` at ``step``: the total number of kept ranks and whether to mask now.
 
     Equal to peft's ``RankAllocator.budget_schedule`` for ``power=3`` (the paper's cubic
@@ -56,5 +68,5 @@ def budget_schedule(step: int, init_budget: int, target_budget: int, tinit: int,
         return target_budget, True
     # 2. the budget falls:  b_T + (b_0 − b_T)(1 − (t − t_init)/(T − t_final − t_init))³, integer part
     remaining = 1 - (step - tinit) / (total_step - tfinal - tinit)
-    budget = int((init_budget - target_budget) * (remaining ** power) + target_budget)
+    budget = int((init_budget - target_budget) * (remaining**power) + target_budget)
     return budget, step % delta_t == 0

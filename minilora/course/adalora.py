@@ -3,7 +3,7 @@
     run = adalora_fine_tune(init_r=8, target_r=4, steps=100, lr=2e-3)
     run.test_accuracy, run.test_correct, run.val_accuracy      # as every FineTune
     run.rank_steps, run.rank_history, run.budget               # kept ranks over training
-    run.kept, run.orth_steps, run.orth_gap                     # final pattern, ‖PᵀP−I‖ + ‖QQᵀ−I‖ over training
+    run.kept, run.orth_steps, run.orth_gap     # final pattern; ‖PᵀP−I‖ + ‖QQᵀ−I‖ over training
 
 One call = load the packaged MiniLM, wrap ``targets`` in SVDLinear (``minilora.adalora``), train
 with minilora's AdamW and loss + γ·R(P, Q), run the ``RankAllocator`` after every optimizer step,
@@ -73,11 +73,34 @@ class AdaLoRARun:
         return dict(zip(self.layer_names, self.rank_history[i]))
 
 
-def adalora_fine_tune(targets=ALL_MATRICES, init_r=8, target_r=4, alpha=16.0, *, domain="movie", model_name=None,
-                      steps=100, lr=2e-3, batch_size=8, max_length=64, tinit=10, tfinal=30, delta_t=5,
-                      beta1=0.85, beta2=0.85, orth_weight=0.1, score="uncertainty", power=3, seed=0,
-                      test_n=None, val_n=300, record_every=5, device=None, use_cache=True,
-                      progress=None) -> AdaLoRARun:
+def adalora_fine_tune(
+    targets=ALL_MATRICES,
+    init_r=8,
+    target_r=4,
+    alpha=16.0,
+    *,
+    domain="movie",
+    model_name=None,
+    steps=100,
+    lr=2e-3,
+    batch_size=8,
+    max_length=64,
+    tinit=10,
+    tfinal=30,
+    delta_t=5,
+    beta1=0.85,
+    beta2=0.85,
+    orth_weight=0.1,
+    score="uncertainty",
+    power=3,
+    seed=0,
+    test_n=None,
+    val_n=300,
+    record_every=5,
+    device=None,
+    use_cache=True,
+    progress=None,
+) -> AdaLoRARun:
     """Train AdaLoRA on ``domain`` (init rank ``init_r`` per matrix, pruned to ``target_r`` on
     average by the cubic schedule) and test it (AdaLoRA §3, Algorithm 1).
 
@@ -100,23 +123,60 @@ def adalora_fine_tune(targets=ALL_MATRICES, init_r=8, target_r=4, alpha=16.0, *,
         check_int(val_n, "val_n", 1)
     model, tokenizer = load_model(model_name, device=device, seed=seed)
     apply_adalora(model, targets, init_r=init_r, alpha=alpha, seed=seed)
-    alloc = RankAllocator(model, target_r=target_r, tinit=tinit, tfinal=tfinal, total_step=steps, delta_t=delta_t,
-                          beta1=beta1, beta2=beta2, score=score, power=power)
+    alloc = RankAllocator(
+        model,
+        target_r=target_r,
+        tinit=tinit,
+        tfinal=tfinal,
+        total_step=steps,
+        delta_t=delta_t,
+        beta1=beta1,
+        beta2=beta2,
+        score=score,
+        power=power,
+    )
     names = tuple(svd_layers(model))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train_data = encode(load_snippets(domain, "train"), tokenizer, max_length)
     test_data = encode_sample(domain, "test", tokenizer, test_n, max_length)
     val_data = encode_sample(domain, "val", tokenizer, val_n, max_length)
-    config = dict(targets=list(targets) if not isinstance(targets, str) else targets, init_r=init_r,
-                  target_r=target_r, alpha=alpha, domain=domain, model=model_name, steps=steps, lr=lr,
-                  batch_size=batch_size, max_length=max_length, tinit=tinit, tfinal=tfinal, delta_t=delta_t,
-                  beta1=beta1, beta2=beta2, orth_weight=orth_weight, score=score, power=power, seed=seed,
-                  test_n=len(test_data), val_n=len(val_data), record_every=record_every,
-                  device=str(next(model.parameters()).device))
+    config = dict(
+        targets=list(targets) if not isinstance(targets, str) else targets,
+        init_r=init_r,
+        target_r=target_r,
+        alpha=alpha,
+        domain=domain,
+        model=model_name,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        tinit=tinit,
+        tfinal=tfinal,
+        delta_t=delta_t,
+        beta1=beta1,
+        beta2=beta2,
+        orth_weight=orth_weight,
+        score=score,
+        power=power,
+        seed=seed,
+        test_n=len(test_data),
+        val_n=len(val_data),
+        record_every=record_every,
+        device=str(next(model.parameters()).device),
+    )
 
     def fit():
-        made, record = [], {"rank_steps": [0], "rank_history": [[layer.r for layer in svd_layers(model).values()]],
-                            "budget": [], "orth_steps": [], "orth_gap": []}
+        made, record = (
+            [],
+            {
+                "rank_steps": [0],
+                "rank_history": [[layer.r for layer in svd_layers(model).values()]],
+                "budget": [],
+                "orth_steps": [],
+                "orth_gap": [],
+            },
+        )
 
         def adamw(params):
             made.append(AdamW(params, lr=lr, weight_decay=0.01))
@@ -133,22 +193,52 @@ def adalora_fine_tune(targets=ALL_MATRICES, init_r=8, target_r=4, alpha=16.0, *,
                     record["orth_gap"].append(orthogonal_regularization(m).item())
 
         extra = (lambda m: orth_weight * orthogonal_regularization(m)) if orth_weight > 0 else None
-        hist = train(model, train_data, steps=steps, batch_size=batch_size, lr=lr, seed=seed, optimizer=adamw,
-                     extra_loss=extra, on_step=on_step, progress=progress)
+        hist = train(
+            model,
+            train_data,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            optimizer=adamw,
+            extra_loss=extra,
+            on_step=on_step,
+            progress=progress,
+        )
         correct = (predict(model, test_data).argmax(-1) == test_data.labels).tolist()
-        return {"history": hist.to_dict(), "optimizer_state_bytes": state_bytes(made[0]),
-                "pattern": alloc.rank_pattern, **record, "val_accuracy": evaluate(model, val_data),
-                "test_accuracy": sum(correct) / len(correct), "test_correct": correct}
+        return {
+            "history": hist.to_dict(),
+            "optimizer_state_bytes": state_bytes(made[0]),
+            "pattern": alloc.rank_pattern,
+            **record,
+            "val_accuracy": evaluate(model, val_data),
+            "test_accuracy": sum(correct) / len(correct),
+            "test_correct": correct,
+        }
 
     meta, hit = cached_fit(f"adalora-{domain}-r{init_r}to{target_r}", config, model, fit, use_cache=use_cache)
     if hit:  # the cache holds the trained tensors; the kept set comes back from the record
         with torch.no_grad():
             for name, layer in svd_layers(model).items():
                 layer.rank_mask.copy_(torch.tensor(meta["pattern"][f"{name}.lora_E"]))
-    return AdaLoRARun("adalora", model, tokenizer, History(**meta["history"]), meta["test_accuracy"],
-                      len(test_data), trainable, meta["optimizer_state_bytes"], hit, config,
-                      tuple(meta["test_correct"]), meta["val_accuracy"], len(val_data), layer_names=names,
-                      rank_steps=tuple(meta["rank_steps"]), rank_history=tuple(map(tuple, meta["rank_history"])),
-                      budget=tuple(meta["budget"]), orth_steps=tuple(meta["orth_steps"]),
-                      orth_gap=tuple(meta["orth_gap"]))
-
+    return AdaLoRARun(
+        "adalora",
+        model,
+        tokenizer,
+        History(**meta["history"]),
+        meta["test_accuracy"],
+        len(test_data),
+        trainable,
+        meta["optimizer_state_bytes"],
+        hit,
+        config,
+        tuple(meta["test_correct"]),
+        meta["val_accuracy"],
+        len(val_data),
+        layer_names=names,
+        rank_steps=tuple(meta["rank_steps"]),
+        rank_history=tuple(map(tuple, meta["rank_history"])),
+        budget=tuple(meta["budget"]),
+        orth_steps=tuple(meta["orth_steps"]),
+        orth_gap=tuple(meta["orth_gap"]),
+    )
