@@ -8,10 +8,6 @@ import rules: docs/architecture.md.
 
 __version__ = "0.1.0"
 
-# ground floor: model, data, training loop, optimizer, statistics
-from .adamw import AdamW
-from .data import DOMAINS, Snippet, encode, load_snippets
-
 # AdaLoRA: SVD-form adapters pruned to a rank budget by importance (AdaLoRA §3)
 from .adalora import (
     RankAllocator,
@@ -20,6 +16,10 @@ from .adalora import (
     budget_schedule,
     orthogonal_regularization,
 )
+
+# ground floor: model, data, training loop, optimizer, statistics
+from .adamw import AdamW
+from .data import DOMAINS, Snippet, encode, load_snippets
 
 # LoRA: a frozen weight plus a trainable low-rank update (LoRA §4)
 from .lora import (
