@@ -215,7 +215,9 @@ def dequantize_into(layer, dtype=torch.float32, out: torch.Tensor | None = None)
         return out.copy_(layer.dequantized_weight(out.dtype))
     words, absmax, levels = _operands(layer)
     try:
-        _compiled(tile_kernel)(words, absmax, levels, out)
+        kernel, rows = _compiled(tile_kernel), min(TILE_ROWS, layer.out_features)
+        for r0 in range(0, layer.out_features, rows):  # tile by tile: one compiled shape, cache-sized
+            kernel(words[r0:r0 + rows], absmax[r0:r0 + rows], levels, out[r0:r0 + rows])
     except Exception as e:
         _disable(e)
         out.copy_(layer.dequantized_weight(out.dtype))
