@@ -81,8 +81,8 @@ class LoRALinear(nn.Module):
         super().__init__()
         quantized = is_quantized_base(base)
         if not isinstance(base, nn.Linear) and not quantized:
-            raise TypeError("base must be a torch.nn.Linear or a quantised stand-in (minilora.qlora.Linear4bit), "
-                            f"got {type(base).__name__}")
+            raise TypeError("base must be a torch.nn.Linear or a quantised stand-in "
+                            f"(minilora.qlora.Linear4bit), got {type(base).__name__}")
         d_out, d_in = base.out_features, base.in_features
         check_lora_args(r, alpha, dropout, init, max_r=min(d_in, d_out), rslora=rslora)
         r = int(r)
@@ -93,7 +93,7 @@ class LoRALinear(nn.Module):
             base.weight.requires_grad_(False)
         if base.bias is not None:
             base.bias.requires_grad_(False)
-        # a quantised base: A and B in the dtype of the weight it was made from (peft's QLoRA keeps them in fp32)
+        # a quantised base: A and B in the dtype of the weight it was made from (peft's QLoRA: fp32)
         kw = (dict(device=base.packed.device, dtype=base.weight_dtype) if quantized
               else dict(device=base.weight.device, dtype=base.weight.dtype))
         self.lora_A = nn.Parameter(torch.empty(r, d_in, **kw))
@@ -151,7 +151,7 @@ class LoRALinear(nn.Module):
                                "re-quantised to 4 bits, which adds a new rounding error to every weight and "
                                "loses most of what the adapter learned (its update is far smaller than a "
                                "quantisation step). Keep the adapter separate, or dequantise the base to a "
-                               "float nn.Linear first (layer.base_layer.dequantized_weight()) and merge there")
+                               "float nn.Linear (layer.base_layer.dequantized_weight()) and merge there")
         delta = self.delta_weight()
         if not torch.isfinite(delta).all():
             raise ValueError("refusing to merge: the LoRA update (α/r)·B A has non-finite entries")
