@@ -12,7 +12,7 @@ from .lora import (
     rank_sweep_figure,
     subspace_similarity_figure,
 )
-from .memory import memory_stack_figure, paging_diagram, timeline_figure
+from .memory import calculator_figure, memory_stack_figure, paging_diagram, timeline_figure
 from .quant import (
     bits_error_figure,
     blockwise_layout_diagram,
@@ -34,7 +34,7 @@ from .tour import (
 __all__ = [
     "orthogonality_figure", "rank_budget_figure", "rank_share_figure",
     "accuracy_bars_figure", "accuracy_vs_rank_figure", "bits_error_figure", "blockwise_layout_diagram",
-    "budget_figure",
+    "budget_figure", "calculator_figure",
     "construction_figure", "cross_domain_figure", "dataset_figure", "error_bars_figure",
     "learning_curve_figure", "levels_figure", "lora_bypass_figure", "memory_stack_figure", "normality_figure",
     "paging_diagram",

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 COLOURS = {"weights": "#4c72b0", "optimizer states": "#dd8452", "gradients": "#55a868",
            "activations": "#c44e52", "update temporaries": "#8172b3", "torch tensors": "#4c72b0",
-           "managed states on GPU": "#dd8452", "host (paged states)": "#cccccc"}
+           "managed states on GPU": "#dd8452", "host (paged states)": "#cccccc", "adapters": "#937860"}
 PHASE_SHADE = {"forward": "#f2f2f2", "backward": "#e4e4e4", "step": "#d2d2d2"}
 
 
@@ -167,3 +167,14 @@ def _rect(x, y, w, h, face, edge):
     from matplotlib.patches import Rectangle
 
     return Rectangle((x, y), w, h, facecolor=face, edgecolor=edge)
+
+
+CALCULATOR_PARTS = ("weights", "adapters", "gradients", "optimizer states", "activations",
+                    "host (paged states)")
+CARD_LINES = (("24 GB GPU", 24e9), ("48 GB GPU", 48e9), ("80 GB GPU", 80e9))
+
+
+def calculator_figure(stacks: dict, title="GPU memory to fine-tune (computed)") -> Figure:
+    """Notebook 07's memory calculator: ``memory_stack_figure`` with the adapters as their own
+    part and 24 / 48 / 80 GB cards (``stacks``: label → ``minilora.qlora.calculator_memory``)."""
+    return memory_stack_figure(stacks, parts=CALCULATOR_PARTS, limits=CARD_LINES, title=title)
