@@ -8,10 +8,10 @@ One module per notebook topic (tour, rank, lora, quant, memory).
 
 from .adalora import RankBudgetExplorer
 from .lora import TARGET_SETS, LoRAExplorer
-from .memory import MemoryExplorer
+from .memory import MemoryCalculator, MemoryExplorer
 from .quant import DoubleQuantExplorer, QuantExplorer
 from .rank import RankExplorer
 from .tour import probe_report, sentiment_probe
 
-__all__ = ["RankBudgetExplorer", "TARGET_SETS", "DoubleQuantExplorer", "LoRAExplorer", "MemoryExplorer",
-           "QuantExplorer", "RankExplorer", "probe_report", "sentiment_probe"]
+__all__ = ["RankBudgetExplorer", "TARGET_SETS", "DoubleQuantExplorer", "LoRAExplorer", "MemoryCalculator",
+           "MemoryExplorer", "QuantExplorer", "RankExplorer", "probe_report", "sentiment_probe"]

@@ -68,3 +68,74 @@ class MemoryExplorer:
         from IPython.display import display
 
         display(self.panel)
+
+
+class MemoryCalculator:
+    """Notebook 07's memory calculator: model preset (MiniLM, LLaMA 7B–65B), method (full 16-bit /
+    LoRA / QLoRA), rank, bits, double quantisation, paging, batch, sequence length and
+    checkpointing → stacked bars against 24 / 48 / 80 GB cards. Numbers from
+    ``minilora.qlora.calculator_memory`` (computed), the figure from
+    ``minilora.viz.calculator_figure``; ``.summary`` holds the latest numbers, ``.panel`` the
+    box; tests set ``.value`` of the controls. ``draw=False`` skips the figure."""
+
+    def __init__(self, model="65B", method="qlora", r=64, bits=4, double_quant=True, paged=False, batch=1,
+                 seq_len=512, checkpointing=True, draw=True):
+        import ipywidgets as w
+
+        from ..qlora import BITS, PRESETS, calculator_memory
+
+        # every argument checked by the function that computes with it
+        calculator_memory(model, method, r, bits, double_quant, paged, batch, seq_len, checkpointing)
+        check_int(r, "r", 1, 256, " (the slider's range)")
+        check_int(seq_len, "seq_len", 128, 8192, " (the slider's range)")
+        check_int(batch, "batch", 1, 64, " (the slider's range)")
+        if not isinstance(draw, bool):
+            raise TypeError(f"draw must be True or False, got {draw!r}")
+        self.draw = draw
+        self.model = w.Dropdown(options=list(PRESETS), value=model, description="model")
+        self.method = w.Dropdown(options=list(METHODS), value=method, description="method")
+        self.r = w.IntSlider(value=r, min=1, max=256, description="rank r", continuous_update=False)
+        self.bits = w.Dropdown(options=list(BITS), value=bits, description="base bits")
+        self.double_quant = w.Checkbox(value=double_quant, description="double quantisation")
+        self.paged = w.Checkbox(value=paged, description="page optimizer states to host")
+        self.batch = w.IntSlider(value=batch, min=1, max=64, description="batch", continuous_update=False)
+        self.seq_len = w.IntSlider(value=seq_len, min=128, max=8192, step=128, description="seq len",
+                                   continuous_update=False)
+        self.checkpointing = w.Checkbox(value=checkpointing, description="gradient checkpointing")
+        self.text = w.HTML()
+        self.plot = w.Output()
+        controls = (self.model, self.method, self.r, self.bits, self.double_quant, self.paged, self.batch,
+                    self.seq_len, self.checkpointing)
+        for control in controls:
+            control.observe(lambda _: self.update(), names="value")
+        self.panel = w.VBox([w.HBox([self.model, self.method, self.r]),
+                             w.HBox([self.bits, self.double_quant, self.paged]),
+                             w.HBox([self.batch, self.seq_len, self.checkpointing]), self.text, self.plot])
+        self.update()
+
+    def update(self) -> dict:
+        """Recompute from the controls (rank capped at the preset's d_model), refresh text and figure."""
+        from ..qlora import calculator_memory
+
+        r = self.r.value if self.model.value != "MiniLM" else min(self.r.value, 384)
+        self.summary = s = calculator_memory(self.model.value, self.method.value, r, self.bits.value,
+                                             self.double_quant.value, self.paged.value, self.batch.value,
+                                             self.seq_len.value, self.checkpointing.value)
+        fits = f"fits a {s['fits_gb']} GB GPU" if s["fits_gb"] else "does not fit an 80 GB GPU"
+        host = f", {s['host_gb']:,.2f} GB of optimizer states in host RAM" if s["host_gb"] else ""
+        total = f"{s['total_gb']:,.2f} GB on the GPU ({fits}){host}"
+        self.text.value = f"<b>{s['model']}, {s['method']}</b>: {total}"
+        if self.draw:
+            from IPython.display import display
+
+            from ..viz import calculator_figure
+
+            self.plot.clear_output(wait=True)
+            with self.plot:
+                display(calculator_figure({f"{s['model']} {s['method']}": s}))
+        return s
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.panel)
