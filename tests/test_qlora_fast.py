@@ -84,7 +84,7 @@ def test_a_failing_compile_warns_once_and_falls_back_to_the_same_numbers(monkeyp
     with torch.no_grad():
         want = Linear4bit(lin, impl="readable")(x)
 
-    def broken(fn, fuse=False):
+    def broken(fn, key=(), fuse=False):
         def run(*args):
             raise RuntimeError("no C++ compiler")
         return run

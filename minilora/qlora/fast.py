@@ -22,6 +22,7 @@ uses the readable path (whole-matrix dequantise + ``F.linear``) from then on: sa
 
 from __future__ import annotations
 
+import types
 import warnings
 
 import torch
@@ -106,13 +107,19 @@ FUSE_OPTIONS = {"realize_opcount_threshold": 10**6, "realize_reads_threshold": 1
 COMPILED: dict = {}
 
 
-def _compiled(fn, fuse=False):
-    if fn not in COMPILED:
+def _compiled(fn, key=(), fuse=False):
+    """``torch.compile(fn)`` for one shape class ``key``. Each key compiles a copy of ``fn``'s
+    code: dynamo keeps its compiled versions per code object with a small limit (8), and a
+    model's many layer shapes × token counts would otherwise exceed it and fall back, silently,
+    to slow eager code."""
+    if (fn.__name__, key) not in COMPILED:
         import torch._inductor.config as inductor_config
 
         options = {k: v for k, v in FUSE_OPTIONS.items() if hasattr(inductor_config, k)} if fuse else None
-        COMPILED[fn] = torch.compile(fn, dynamic=False, options=options)
-    return COMPILED[fn]
+        copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__,
+                                  fn.__closure__)
+        COMPILED[fn.__name__, key] = torch.compile(copy, dynamic=False, options=options)
+    return COMPILED[fn.__name__, key]
 
 
 class Scratch:
@@ -154,11 +161,11 @@ def _tiles(layer, dtype):
     words, absmax, levels = _operands(layer)
     rows = min(TILE_ROWS, layer.out_features)
     scratch = SCRATCH.get(rows * layer.in_features, dtype)
-    kernel = _compiled(tile_kernel)
     for r0 in range(0, layer.out_features, rows):
         r1 = min(r0 + rows, layer.out_features)
         tile = scratch[: (r1 - r0) * layer.in_features].view(r1 - r0, layer.in_features)
-        kernel(words[r0:r1], absmax[r0:r1], levels, tile)
+        _compiled(tile_kernel, (r1 - r0, layer.in_features, layer.blocksize, dtype))(
+            words[r0:r1], absmax[r0:r1], levels, tile)
         yield slice(r0, r1), tile
 
 
@@ -168,11 +175,12 @@ def linear(layer, x: torch.Tensor, bias) -> torch.Tensor:
     try:
         if x2.shape[0] <= FUSED_MAX_TOKENS:
             words, absmax, levels = _operands(layer)
-            kernel = _compiled(fused_kernel, fuse=True)
             # x[t, 8w + k] → [t, k, w], so each of the 8 codes of a word meets a contiguous row of x
             x_by_nibble = x2.float().view(x2.shape[0], -1, 8).transpose(1, 2).contiguous()
+            shape = (layer.out_features, layer.in_features, layer.blocksize)
             # FUSED_CHUNK tokens per call: more reductions per loop stop fitting in registers
-            y = torch.cat([kernel(x_by_nibble[t:t + FUSED_CHUNK], words, absmax, levels)
+            y = torch.cat([_compiled(fused_kernel, (*shape, min(FUSED_CHUNK, x2.shape[0] - t)), fuse=True)(
+                               x_by_nibble[t:t + FUSED_CHUNK], words, absmax, levels)
                            for t in range(0, x2.shape[0], FUSED_CHUNK)])
             if bias is not None:  # added in float32, then one rounding to the compute dtype
                 y += bias
@@ -215,9 +223,11 @@ def dequantize_into(layer, dtype=torch.float32, out: torch.Tensor | None = None)
         return out.copy_(layer.dequantized_weight(out.dtype))
     words, absmax, levels = _operands(layer)
     try:
-        kernel, rows = _compiled(tile_kernel), min(TILE_ROWS, layer.out_features)
-        for r0 in range(0, layer.out_features, rows):  # tile by tile: one compiled shape, cache-sized
-            kernel(words[r0:r0 + rows], absmax[r0:r0 + rows], levels, out[r0:r0 + rows])
+        rows = min(TILE_ROWS, layer.out_features)
+        for r0 in range(0, layer.out_features, rows):  # tile by tile: cache-sized
+            r1 = min(r0 + rows, layer.out_features)
+            key = (r1 - r0, layer.in_features, layer.blocksize, out.dtype)
+            _compiled(tile_kernel, key)(words[r0:r1], absmax[r0:r1], levels, out[r0:r1])
     except Exception as e:
         _disable(e)
         out.copy_(layer.dequantized_weight(out.dtype))

@@ -6,8 +6,8 @@
 The layer keeps only the packed codes (two per byte) and the (double-quantised) constants,
 never the float weight. Its backward pass gives the input its gradient
 ``∂L/∂X = ∂L/∂Y · dequant(W)`` and the weight none (it is frozen: LoRA on top trains); the
-dequantised weight is not saved for backward but recomputed there, so a 4-bit layer keeps no
-more for backward than its input... and not even that (∂L/∂X does not need X).
+dequantised weight is not saved for backward but recomputed there; ∂L/∂X does not need X
+either, so the layer itself saves nothing for backward (LoRA on top saves its own input).
 
 Two paths compute the same numbers (tested against each other):
   "readable"  ``minilora.quant.dequantize`` the whole matrix, then ``F.linear``
