@@ -59,9 +59,16 @@ def test_int8_uses_the_8bit_layer():
     assert all(isinstance(m, Linear8bit) for m in quantized_layers(run.model).values())
 
 
-@pytest.mark.parametrize("bad, match", [(dict(quant="nf3"), "quant"), (dict(compute_dtype="half"), "compute_dtype"),
-                                        (dict(steps=0), "steps"), (dict(domain="news"), "domain"),
-                                        (dict(checkpointing="yes"), "checkpointing")])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(quant="nf3"), "quant"),
+        (dict(compute_dtype="half"), "compute_dtype"),
+        (dict(steps=0), "steps"),
+        (dict(domain="news"), "domain"),
+        (dict(checkpointing="yes"), "checkpointing"),
+    ],
+)
 def test_bad_arguments_are_refused_naming_the_parameter(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         qlora_fine_tune(**{**KW, **bad})

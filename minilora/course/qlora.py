@@ -31,8 +31,12 @@ from ..stats import binomial_se
 from ..train import History, evaluate, predict, train
 from .cache import cached_fit
 
-COMPUTE_DTYPE_NAMES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-                       None: None}
+COMPUTE_DTYPE_NAMES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    None: None,
+}
 
 
 @dataclass
@@ -62,10 +66,28 @@ class QLoRARun:
         return binomial_se(self.test_accuracy, self.test_n)
 
 
-def qlora_fine_tune(targets=("query", "value"), r=8, alpha=16.0, *, quant="nf4", double_quant=True,
-                    compute_dtype="bfloat16", domain="movie", model_name=None, steps=60, lr=2e-3, batch_size=8,
-                    max_length=64, checkpointing=False, seed=0, test_n=None, val_n=300, device=None,
-                    use_cache=True, progress=None) -> QLoRARun:
+def qlora_fine_tune(
+    targets=("query", "value"),
+    r=8,
+    alpha=16.0,
+    *,
+    quant="nf4",
+    double_quant=True,
+    compute_dtype="bfloat16",
+    domain="movie",
+    model_name=None,
+    steps=60,
+    lr=2e-3,
+    batch_size=8,
+    max_length=64,
+    checkpointing=False,
+    seed=0,
+    test_n=None,
+    val_n=300,
+    device=None,
+    use_cache=True,
+    progress=None,
+) -> QLoRARun:
     """Train LoRA (``targets``, rank ``r``, scale ``alpha/r``) on a frozen base quantised with
     ``quant`` ("nf4", "fp4", "int4", "int8"; None: the float base) and test it (QLoRA §3–§5).
 
@@ -96,8 +118,9 @@ def qlora_fine_tune(targets=("query", "value"), r=8, alpha=16.0, *, quant="nf4",
     model, tokenizer = load_model(model_name, device=device, seed=seed)
     report = None
     if quant is not None:
-        report = quantize_model(model, quant=quant, double_quant=double_quant,
-                                compute_dtype=COMPUTE_DTYPE_NAMES[compute_dtype]).to_dict()
+        report = quantize_model(
+            model, quant=quant, double_quant=double_quant, compute_dtype=COMPUTE_DTYPE_NAMES[compute_dtype]
+        ).to_dict()
         report["layers"] = list(report["layers"])
     apply_lora(model, targets, r=r, alpha=alpha, seed=seed)
     trainable = mark_only_lora_trainable(model)
@@ -105,11 +128,25 @@ def qlora_fine_tune(targets=("query", "value"), r=8, alpha=16.0, *, quant="nf4",
     train_data = encode(load_snippets(domain, "train"), tokenizer, max_length)
     test_data = encode_sample(domain, "test", tokenizer, test_n, max_length)
     val_data = encode_sample(domain, "val", tokenizer, val_n, max_length)
-    config = dict(targets=list(targets) if not isinstance(targets, str) else targets, r=r, alpha=alpha,
-                  quant=quant, double_quant=double_quant if quant else None,
-                  compute_dtype=compute_dtype if quant else None, domain=domain, model=model_name, steps=steps,
-                  lr=lr, batch_size=batch_size, max_length=max_length, checkpointing=checkpointing, seed=seed,
-                  test_n=len(test_data), val_n=len(val_data), device=str(next(model.parameters()).device))
+    config = dict(
+        targets=list(targets) if not isinstance(targets, str) else targets,
+        r=r,
+        alpha=alpha,
+        quant=quant,
+        double_quant=double_quant if quant else None,
+        compute_dtype=compute_dtype if quant else None,
+        domain=domain,
+        model=model_name,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        checkpointing=checkpointing,
+        seed=seed,
+        test_n=len(test_data),
+        val_n=len(val_data),
+        device=str(next(model.parameters()).device),
+    )
 
     def fit():
         made = []
@@ -120,15 +157,43 @@ def qlora_fine_tune(targets=("query", "value"), r=8, alpha=16.0, *, quant="nf4",
                 made.append(PagedAdamW(params, lr=lr, weight_decay=0.01))
             return made[0]
 
-        hist = train(model, train_data, steps=steps, batch_size=batch_size, lr=lr, seed=seed, optimizer=paged_adamw,
-                     checkpointing=checkpointing, progress=progress)
+        hist = train(
+            model,
+            train_data,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            optimizer=paged_adamw,
+            checkpointing=checkpointing,
+            progress=progress,
+        )
         correct = (predict(model, test_data).argmax(-1) == test_data.labels).tolist()
-        return {"history": hist.to_dict(), "optimizer_state_bytes": made[0].state_bytes(),
-                "paging": made[0].paging, "val_accuracy": evaluate(model, val_data),
-                "test_accuracy": sum(correct) / len(correct), "test_correct": correct}
+        return {
+            "history": hist.to_dict(),
+            "optimizer_state_bytes": made[0].state_bytes(),
+            "paging": made[0].paging,
+            "val_accuracy": evaluate(model, val_data),
+            "test_accuracy": sum(correct) / len(correct),
+            "test_correct": correct,
+        }
 
     name = f"qlora-{quant or 'float'}-{domain}-r{r}"
     meta, hit = cached_fit(name, config, model, fit, use_cache=use_cache)
-    return QLoRARun("lora" if quant is None else f"qlora-{quant}", model, tokenizer, History(**meta["history"]),
-                    meta["test_accuracy"], len(test_data), trainable, meta["optimizer_state_bytes"], hit, config,
-                    tuple(meta["test_correct"]), meta["val_accuracy"], len(val_data), lora_parameters, report)
+    return QLoRARun(
+        "lora" if quant is None else f"qlora-{quant}",
+        model,
+        tokenizer,
+        History(**meta["history"]),
+        meta["test_accuracy"],
+        len(test_data),
+        trainable,
+        meta["optimizer_state_bytes"],
+        hit,
+        config,
+        tuple(meta["test_correct"]),
+        meta["val_accuracy"],
+        len(val_data),
+        lora_parameters,
+        report,
+    )
