@@ -4,6 +4,7 @@
   runs.py        the shared fine-tunes: baselines (full, head-only) and LoRA runs; recipe selection
                  on the validation split; interleaved inference timing
   adalora.py     the AdaLoRA runs of notebook 03 (rank record, budget, orthogonality gap)
+  qlora.py       the QLoRA runs of notebook 07 (LoRA on a float / NF4 / FP4 / INT4 / INT8 base)
   gpu_record.py  the recorded output of scripts/gpu_check.py in docs/gpu.md
 
 The ideas never import this package (docs/architecture.md, the import rules).
@@ -12,6 +13,7 @@ The ideas never import this package (docs/architecture.md, the import rules).
 from .adalora import ALL_MATRICES, AdaLoRARun, adalora_fine_tune
 from .cache import cache_dir, cache_key, cached_fit, canonical, import_closure, load_or_compute
 from .gpu_record import default_record_path, format_record, parse_record, read_record, write_record
+from .qlora import QLoRARun, qlora_fine_tune
 from .runs import (
     KINDS,
     FineTune,
@@ -31,4 +33,5 @@ __all__ = [
     "inference_latency",
     "load_or_compute", "lora_fine_tune", "parse_record", "pooled_features", "read_record",
     "select_on_validation", "write_record",
+    "QLoRARun", "qlora_fine_tune",
 ]
