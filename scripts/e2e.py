@@ -324,6 +324,9 @@ class Notebook:
         """The panel's output (its HTML summaries and Output widgets) as one PNG strip."""
         from PIL import Image
 
+        # no hover or focus styling from the last move may leak into what is compared
+        self.page.mouse.move(0, 0)
+        self.page.evaluate("() => document.activeElement && document.activeElement.blur()")
         parts = cell.locator(".widget-html, .widget-output")
         images = [Image.open(io.BytesIO(parts.nth(j).screenshot())).convert("RGB")
                   for j in range(parts.count())]

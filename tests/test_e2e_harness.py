@@ -250,3 +250,18 @@ def test_a_killed_harness_takes_its_server_along(server_mod, tmp_path):
     finally:
         if not gone(kernel_pid):  # a real Jupyter server shuts its kernels down on SIGTERM
             psutil.Process(kernel_pid).kill()
+
+
+def test_committed_notebooks_carry_the_kernelspec_lab_writes():
+    """Lab rewrites a kernelspec that differs from the kernel's own spec on open, which shows the
+    unsaved-changes dot before anything ran (02 had 'Python 3' instead of the spec's name)."""
+    import json
+
+    from conftest import ROOT
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        got = json.loads(path.read_text())["metadata"]["kernelspec"]
+        want = {"display_name": spec.display_name, "language": spec.language, "name": "python3"}
+        assert got == want, path.name
