@@ -60,3 +60,14 @@ def test_calculator_panel_follows_its_controls():
     assert panel.summary["total_gb"] < 1 and panel.summary["model"] == "MiniLM-L6"
     panel.paged.value = True
     assert panel.summary["optimizer states"] == 0
+
+
+def test_calculator_rank_slider_has_doubling_stops_a_mouse_can_pick():
+    pytest.importorskip("ipywidgets")
+    from minilora.widgets import MemoryCalculator
+
+    panel = MemoryCalculator(r=24, draw=False)
+    assert list(panel.r.options) == [1, 2, 4, 8, 16, 24, 32, 64, 128, 256]
+    before = panel.summary["total_gb"]
+    panel.r.value = 256
+    assert panel.summary["total_gb"] > before   # more adapter weights, gradients and states

@@ -94,7 +94,9 @@ class MemoryCalculator:
         self.draw = draw
         self.model = w.Dropdown(options=list(PRESETS), value=model, description="model")
         self.method = w.Dropdown(options=list(METHODS), value=method, description="method")
-        self.r = w.IntSlider(value=r, min=1, max=256, description="rank r", continuous_update=False)
+        # doubling stops (1, 2, 4, ..., 256; plus the given r): 256 single steps would not fit a mouse
+        self.r = w.SelectionSlider(options=sorted({2 ** k for k in range(9)} | {r}), value=r,
+                                   description="rank r", continuous_update=False)
         self.bits = w.Dropdown(options=list(BITS), value=bits, description="base bits")
         self.double_quant = w.Checkbox(value=double_quant, description="double quantisation")
         self.paged = w.Checkbox(value=paged, description="page optimizer states to host")
