@@ -24,8 +24,9 @@ from ..data import DOMAINS, encode, encode_sample, load_snippets
 from ..models import load_model
 from ..rank import MATRIX_TYPES
 from ..stats import binomial_se
-from ..train import History, evaluate, predict, train
+from ..train import History, train
 from .cache import cached_fit
+from .runs import _scores
 
 ALL_MATRICES = tuple(MATRIX_TYPES.values())  # Wq, Wk, Wv, Wo, FFN in, FFN out of every layer
 
@@ -205,15 +206,12 @@ def adalora_fine_tune(
             on_step=on_step,
             progress=progress,
         )
-        correct = (predict(model, test_data).argmax(-1) == test_data.labels).tolist()
         return {
             "history": hist.to_dict(),
             "optimizer_state_bytes": state_bytes(made[0]),
             "pattern": alloc.rank_pattern,
             **record,
-            "val_accuracy": evaluate(model, val_data),
-            "test_accuracy": sum(correct) / len(correct),
-            "test_correct": correct,
+            **_scores(model, val_data, test_data),
         }
 
     meta, hit = cached_fit(f"adalora-{domain}-r{init_r}to{target_r}", config, model, fit, use_cache=use_cache)

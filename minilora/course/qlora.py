@@ -28,8 +28,9 @@ from ..models import load_model
 from ..paged import PagedAdamW
 from ..qlora import QUANTS, quantize_model
 from ..stats import binomial_se
-from ..train import History, evaluate, predict, train
+from ..train import History, train
 from .cache import cached_fit
+from .runs import _scores
 
 COMPUTE_DTYPE_NAMES = {
     "float32": torch.float32,
@@ -168,14 +169,11 @@ def qlora_fine_tune(
             checkpointing=checkpointing,
             progress=progress,
         )
-        correct = (predict(model, test_data).argmax(-1) == test_data.labels).tolist()
         return {
             "history": hist.to_dict(),
             "optimizer_state_bytes": made[0].state_bytes(),
             "paging": made[0].paging,
-            "val_accuracy": evaluate(model, val_data),
-            "test_accuracy": sum(correct) / len(correct),
-            "test_correct": correct,
+            **_scores(model, val_data, test_data),
         }
 
     name = f"qlora-{quant or 'float'}-{domain}-r{r}"
