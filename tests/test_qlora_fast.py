@@ -48,6 +48,23 @@ def test_fast_forward_in_bf16_is_within_bf16_rounding_of_the_readable_path():
         assert rel_err(got, want) <= 4 * 2.0**-8
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decode_and_matmul_path_gives_the_readable_numbers_exactly(dtype):
+    # many tokens: W decoded into the shared scratch, then the same F.linear
+    torch.manual_seed(2)
+    lin = nn.Linear(256, 192)
+    fast_layer = Linear4bit(lin, compute_dtype=dtype)
+    readable = Linear4bit(lin, compute_dtype=dtype, impl="readable")
+    for tokens in (FUSED_MAX_TOKENS + 1, 64):
+        x = torch.randn(2, tokens, 256, dtype=dtype)
+        with torch.no_grad():
+            assert torch.equal(fast_layer(x), readable(x)), tokens
+    other = Linear4bit(nn.Linear(256, 64), compute_dtype=dtype)  # shares the scratch buffer
+    with torch.no_grad():
+        other(x)
+        assert torch.equal(fast_layer(x), readable(x))  # decoded again, not stale
+
+
 def test_fast_backward_equals_the_readable_gradient():
     torch.manual_seed(1)
     lin = nn.Linear(384, 1536)
@@ -59,6 +76,7 @@ def test_fast_backward_equals_the_readable_gradient():
             (Linear4bit(lin, impl=impl)(x) * g).sum().backward()
             grads.append(x.grad)
         assert rel_err(*grads) < 1e-5
+        assert torch.equal(*grads)  # backward: W decoded the same way, then the same matmul
 
 
 def test_rows_that_are_not_whole_blocks_use_the_readable_path():
@@ -75,6 +93,10 @@ def test_dequantize_into_a_caller_buffer_equals_dequantized_weight(dtype):
     assert torch.equal(dequantize_into(layer, dtype), layer.dequantized_weight(dtype))
     with pytest.raises(ValueError, match="out"):
         dequantize_into(layer, out=torch.empty(512, 255))
+    with pytest.raises(ValueError, match="out"):
+        dequantize_into(layer, out=torch.empty(512, 256, dtype=torch.int32))
+    with pytest.raises(TypeError, match="dtype"):
+        dequantize_into(layer, torch.int8)
 
 
 def test_a_failing_compile_warns_once_and_falls_back_to_the_same_numbers(monkeypatch):
@@ -98,4 +120,4 @@ def test_a_failing_compile_warns_once_and_falls_back_to_the_same_numbers(monkeyp
     assert all(torch.equal(g, want) for g in got)
     mine = [w for w in caught if "fast path unavailable" in str(w.message)]
     assert len(mine) == 1 and "no C++ compiler" in str(mine[0].message)
-    assert not fast.supported(layer)  # from then on the readable path directly
+    assert not fast.STATE["compile_ok"]  # from then on decode + matmul directly (no compilation)

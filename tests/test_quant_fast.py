@@ -139,3 +139,29 @@ def test_falls_back_to_eager_when_compilation_fails(monkeypatch):
         warnings.simplefilter("error")  # warned once; later calls go straight to eager
         quantize_blockwise(x, nf4_levels(), impl="compiled")
         dequantize(q, impl="compiled")
+
+
+# --- the tiled byte table and huge-page outputs (used by minilora.qlora.fast) -------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("tile_bytes", [1, 100, 1 << 17])  # one block a tile, a partial last tile, one tile
+def test_tiled_dequantize_equals_reference(dtype, tile_bytes):
+    torch.manual_seed(4)
+    for name in ("nf4", "fp4", "int4"):
+        x = torch.randn(37, 128)
+        q = quantize_blockwise(x, TABLES[name], 64, impl="reference")
+        out = torch.full((x.numel() // 64, 64), float("nan"), dtype=dtype)
+        table = fast.byte_table(q.levels)
+        got = fast.dequantize_tiled(q.packed.view(-1, 32), q.absmax, table, out, tile_bytes)
+        assert got is out
+        want = dequantize(q, impl="reference").to(dtype)  # float32 product, then one rounding
+        assert torch.equal(out.view(37, 128), want)
+
+
+def test_empty_huge_is_a_plain_empty_tensor_of_that_shape():
+    cases = (((3, 5), torch.float32), ((2048, 1024), torch.bfloat16), ((1 << 21,), torch.float32))
+    for shape, dtype in cases:
+        t = fast.empty_huge(shape, dtype)
+        assert t.shape == shape and t.dtype == dtype and t.is_contiguous() and t.device.type == "cpu"
+        t.fill_(1.5)  # writable everywhere, huge pages or not
+        assert float(t.float().sum()) == 1.5 * t.numel()

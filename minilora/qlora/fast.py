@@ -1,23 +1,31 @@
-"""The fast CPU path of a 4-bit linear layer: never the whole float matrix at once.
+"""The fast CPU path of a 4-bit linear layer.
 
 bitsandbytes' CPU ``Linear4bit`` dequantises the whole matrix into a fresh tensor, then
-multiplies. Two ways to do better, chosen by the number of tokens T:
+multiplies. Where the time goes there: decoding the codes, and the first touch of a fresh
+64 MiB tensor (page faults). Two ways to do better, chosen by the number of tokens T:
 
-* few tokens (T ≤ ``FUSED_MAX_TOKENS``, decoding): one ``torch.compile``d reduction reads the
-  codes as int32 words (8 codes a word), picks each code's level with a 4-level ``where``
-  tree (no gather), scales it by its block's constant and multiplies by x:
+* few tokens (T ≤ ``FUSED_MAX_TOKENS``, decoding), any compute dtype: one ``torch.compile``d
+  reduction reads the codes as int32 words (8 codes a word), picks each code's level with a
+  4-level ``where`` tree (no gather), scales it by its block's constant and multiplies by x:
 
       y[t, o] = Σ_b c[o, b] · Σ_{i ∈ b} levels[code[o, i]] · x[t, i]
 
   The float matrix is never written to memory; the codes (½ byte a weight) are read once per
-  chunk of ``FUSED_CHUNK`` tokens, whose reductions share one loop over the codes.
-* many tokens (training): dequantise ``TILE_ROWS`` rows at a time into ONE scratch buffer
-  shared by every layer (allocated once, so no call pays a fresh allocation and first
-  touch), and ``torch.mm`` each tile into its slice of the output while it is in cache.
-  The backward pass does the same with ``∂L/∂X += ∂L/∂Y[:, tile] · W_tile``.
+  chunk of ``FUSED_CHUNK`` tokens, whose reductions share one loop over the codes. Sums are
+  float32 whatever the compute dtype; the bias is added in float32, then one rounding.
+* many tokens (training): decode the whole matrix into ONE
+  scratch buffer shared by every 4-bit layer (allocated once on huge pages, so no call pays
+  a fresh allocation and first touch), by the byte table of ``minilora.quant.fast``
+  (``T[byte] = (levels[byte >> 4], levels[byte & 15])``, one lookup per stored byte, tile by
+  cache-sized tile, the constant's multiply writing the tile in the compute dtype), then
+  one matmul — the readable path's exact numbers, since W and the matmul are the same:
+
+      W = T[bytes] · c  (float32 product, rounded once to the compute dtype);  Y = X Wᵀ + b
+
+  The backward pass decodes W again into the same scratch: ``∂L/∂X = ∂L/∂Y · W``.
 
 Where ``torch.compile`` is unavailable or fails, the first call warns once and the layer
-uses the readable path (whole-matrix dequantise + ``F.linear``) from then on: same numbers.
+decodes + multiplies from then on (no compilation needed there): the readable path's numbers.
 """
 
 from __future__ import annotations
@@ -29,10 +37,12 @@ import torch
 
 from ..quant import dequantize_absmax
 from ..quant.double import DoubleQuantizedAbsmax
+from ..quant.fast import byte_table, dequantize_tiled, empty_huge
 
-FUSED_MAX_TOKENS = 16  # at most this many tokens: the fused kernel; more: tiles + matmul
+FUSED_MAX_TOKENS = 16  # at most this many tokens: the fused kernel; more: decode + matmul
+FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # the fused kernel sums in float32
 FUSED_CHUNK = 4        # tokens per fused call (each chunk size is compiled once)
-TILE_ROWS = 256        # rows of W dequantised per tile (256 × 4096 fp32 = 4 MiB)
+TILE_ROWS = 64         # rows of a 4096-wide W decoded per tile (the byte table's 1 MiB tiles)
 # bit offset of code k inside a little-endian int32 of 4 bytes (even element = high nibble)
 SHIFTS = (4, 0, 12, 8, 20, 16, 28, 24)
 
@@ -40,21 +50,20 @@ SHIFTS = (4, 0, 12, 8, 20, 16, 28, 24)
 def supported(layer) -> bool:
     """The fast path applies to 4-bit CPU layers whose rows are whole blocks of whole words."""
     return (layer.levels.numel() <= 16 and layer.packed.device.type == "cpu"
-            and layer.in_features % layer.blocksize == 0 and layer.blocksize % 8 == 0
-            and STATE["compile_ok"])
+            and layer.in_features % layer.blocksize == 0 and layer.blocksize % 8 == 0)
 
 
 STATE = {"compile_ok": True, "warned": False}
 
 
 def _disable(error: Exception) -> None:
-    """Compilation failed: warn once, use the readable path from now on."""
+    """Compilation failed: warn once, decode + matmul (no compilation) from now on."""
     STATE["compile_ok"] = False
     if not STATE["warned"]:
         STATE["warned"] = True
         reason = (str(error).splitlines() or [""])[0][:200]
         warnings.warn(f"minilora.qlora fast path unavailable ({type(error).__name__}: {reason}); using the "
-                      "readable path (dequantise + F.linear), which gives the same results", RuntimeWarning,
+                      "decode + matmul path, which gives the readable path's results", RuntimeWarning,
                       stacklevel=4)
 
 
@@ -89,17 +98,6 @@ def fused_kernel(x_by_nibble, words, absmax, levels):
     return torch.stack(rows)
 
 
-def tile_kernel(words, absmax, levels, out):
-    """Dequantise a tile in place: words (rows, in/8), absmax (rows, in/B) → out (rows, in).
-
-    Ŵ[o, 8w + k] = levels[code_k(w)] · c[o, ⌊8w/B⌋]   (float32 product, cast to out's dtype)
-    """
-    rows, n_blocks = absmax.shape
-    words = words.view(rows, n_blocks, -1)
-    values = torch.stack([select_levels((words >> s) & 15, levels) for s in SHIFTS], -1)
-    out.copy_((values * absmax.view(rows, n_blocks, 1, 1)).view(rows, -1))
-
-
 # inductor would store the decoded levels once and read them in each token's reduction; keep
 # them in registers instead (recomputed, which is cheap, instead of written to memory)
 FUSE_OPTIONS = {"realize_opcount_threshold": 10**6, "realize_reads_threshold": 10**6,
@@ -123,7 +121,8 @@ def _compiled(fn, key=(), fuse=False):
 
 
 class Scratch:
-    """One preallocated buffer per dtype, shared by every 4-bit layer (grown, never shrunk)."""
+    """One preallocated buffer per dtype, shared by every 4-bit layer (grown, never shrunk):
+    the largest layer's float matrix, on huge pages, touched once when (re)allocated."""
 
     def __init__(self):
         self.buffers: dict = {}
@@ -131,7 +130,7 @@ class Scratch:
     def get(self, numel: int, dtype: torch.dtype) -> torch.Tensor:
         buf = self.buffers.get(dtype)
         if buf is None or buf.numel() < numel:
-            buf = torch.zeros(numel, dtype=dtype)  # zeros: touched once, here
+            buf = empty_huge((numel,), dtype).zero_()  # touched once, here
             self.buffers[dtype] = buf
         return buf[:numel]
 
@@ -156,79 +155,71 @@ def _operands(layer):
     return words, absmax_matrix(layer), levels
 
 
-def _tiles(layer, dtype):
-    """Yield (row slice, dequantised tile in the shared scratch buffer)."""
+def decode_into(layer, out: torch.Tensor) -> torch.Tensor:
+    """``out`` (out × in, contiguous, any float dtype) ← the layer's weight, by the tiled
+    byte table (``minilora.quant.fast.dequantize_tiled``): ``levels[code] · c``, float32
+    product rounded once to ``out``'s dtype, i.e. ``layer.dequantized_weight(out.dtype)``."""
+    n_blocks = layer.out_features * layer.in_features // layer.blocksize
+    dequantize_tiled(layer.packed.view(n_blocks, layer.blocksize // 2), absmax_matrix(layer).reshape(-1),
+                     byte_table(layer.levels), out.view(n_blocks, layer.blocksize),
+                     tile_bytes=TILE_ROWS * layer.in_features // 2)
+    return out
+
+
+def scratch_weight(layer, dtype: torch.dtype) -> torch.Tensor:
+    """The weight decoded into the shared scratch buffer (valid until the next layer's call)."""
+    w = SCRATCH.get(layer.out_features * layer.in_features, dtype).view(layer.out_features, layer.in_features)
+    return decode_into(layer, w)
+
+
+def _fused(layer, x2: torch.Tensor) -> torch.Tensor:
+    """(T, in) → (T, out) float32 by the compiled fused kernel, ``FUSED_CHUNK`` tokens a call."""
     words, absmax, levels = _operands(layer)
-    rows = min(TILE_ROWS, layer.out_features)
-    scratch = SCRATCH.get(rows * layer.in_features, dtype)
-    for r0 in range(0, layer.out_features, rows):
-        r1 = min(r0 + rows, layer.out_features)
-        tile = scratch[: (r1 - r0) * layer.in_features].view(r1 - r0, layer.in_features)
-        _compiled(tile_kernel, (r1 - r0, layer.in_features, layer.blocksize, dtype))(
-            words[r0:r1], absmax[r0:r1], levels, tile)
-        yield slice(r0, r1), tile
+    # x[t, 8w + k] → [t, k, w], so each of the 8 codes of a word meets a contiguous row of x
+    x_by_nibble = x2.float().view(x2.shape[0], -1, 8).transpose(1, 2).contiguous()
+    shape = (layer.out_features, layer.in_features, layer.blocksize)
+    # FUSED_CHUNK tokens per call: more reductions per loop stop fitting in registers
+    return torch.cat([_compiled(fused_kernel, (*shape, min(FUSED_CHUNK, x2.shape[0] - t)), fuse=True)(
+                          x_by_nibble[t:t + FUSED_CHUNK], words, absmax, levels)
+                      for t in range(0, x2.shape[0], FUSED_CHUNK)])
 
 
 def linear(layer, x: torch.Tensor, bias) -> torch.Tensor:
-    """``x Wᵀ + b`` by the fused kernel (few tokens) or tiles (many); readable on failure."""
+    """``x Wᵀ + b``: the fused kernel (few tokens), else decode into the scratch + one matmul
+    (also where compilation fails)."""
     x2 = x.reshape(-1, layer.in_features)
-    try:
-        if x2.shape[0] <= FUSED_MAX_TOKENS:
-            words, absmax, levels = _operands(layer)
-            # x[t, 8w + k] → [t, k, w], so each of the 8 codes of a word meets a contiguous row of x
-            x_by_nibble = x2.float().view(x2.shape[0], -1, 8).transpose(1, 2).contiguous()
-            shape = (layer.out_features, layer.in_features, layer.blocksize)
-            # FUSED_CHUNK tokens per call: more reductions per loop stop fitting in registers
-            y = torch.cat([_compiled(fused_kernel, (*shape, min(FUSED_CHUNK, x2.shape[0] - t)), fuse=True)(
-                               x_by_nibble[t:t + FUSED_CHUNK], words, absmax, levels)
-                           for t in range(0, x2.shape[0], FUSED_CHUNK)])
-            if bias is not None:  # added in float32, then one rounding to the compute dtype
-                y += bias
-            return y.to(x.dtype).view(*x.shape[:-1], layer.out_features)
-        else:
-            y = x2.new_empty(x2.shape[0], layer.out_features)
-            for rows, tile in _tiles(layer, x.dtype):
-                torch.mm(x2, tile.t(), out=y[:, rows])  # each tile's product while it is in cache
-    except Exception as e:  # no C++ compiler, unsupported build: same numbers the readable way
-        _disable(e)
-        return torch.nn.functional.linear(x, layer.dequantized_weight(x.dtype), bias)
-    if bias is not None:
+    if x2.shape[0] <= FUSED_MAX_TOKENS and x.dtype in FUSED_DTYPES and STATE["compile_ok"]:
+        try:
+            y = _fused(layer, x2)
+        except Exception as e:  # no C++ compiler, unsupported build: decode + matmul instead
+            _disable(e)
+            return linear(layer, x, bias)
+    else:  # the readable path's numbers: same W (decoded into the scratch), same F.linear
+        y = torch.nn.functional.linear(x2, scratch_weight(layer, x.dtype), bias)
+        return y.view(*x.shape[:-1], layer.out_features)
+    if bias is not None:  # added in float32, then one rounding to the compute dtype
         y += bias
-    return y.view(*x.shape[:-1], layer.out_features)
+    return y.to(x.dtype).view(*x.shape[:-1], layer.out_features)
 
 
 def linear_t(layer, grad: torch.Tensor) -> torch.Tensor:
-    """``∂L/∂X = ∂L/∂Y · W`` tile by tile: ``Σ_tiles ∂L/∂Y[:, tile] · W_tile``."""
-    g2 = grad.reshape(-1, layer.out_features)
-    try:
-        out = g2.new_zeros(g2.shape[0], layer.in_features)
-        for rows, tile in _tiles(layer, grad.dtype):
-            out.addmm_(g2[:, rows], tile)
-    except Exception as e:
-        _disable(e)
-        return grad @ layer.dequantized_weight(grad.dtype)
-    return out.view(*grad.shape[:-1], layer.in_features)
+    """``∂L/∂X = ∂L/∂Y · W`` with W decoded again into the shared scratch."""
+    return grad @ scratch_weight(layer, grad.dtype)
 
 
 def dequantize_into(layer, dtype=torch.float32, out: torch.Tensor | None = None) -> torch.Tensor:
-    """The whole (out × in) weight by the tile kernel in one call, written into ``out`` when
-    given (a caller-supplied buffer: no fresh allocation and first touch), else a new tensor.
-    Same values as ``layer.dequantized_weight(dtype)`` (float32 product, then cast)."""
+    """The whole (out × in) weight ``levels[code] · c`` in ``dtype``, written into ``out`` when
+    given (a caller-supplied buffer: no fresh allocation and first touch), else into a new
+    tensor allocated on huge pages (``minilora.quant.fast.empty_huge``). Same values as
+    ``layer.dequantized_weight(dtype)`` (float32 product, then one rounding)."""
     shape = (layer.out_features, layer.in_features)
     if out is None:
-        out = torch.empty(shape, dtype=dtype)
-    elif not isinstance(out, torch.Tensor) or tuple(out.shape) != shape or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous tensor of shape {shape}")
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise TypeError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}")
+        out = empty_huge(shape, dtype)
+    elif (not isinstance(out, torch.Tensor) or tuple(out.shape) != shape or not out.is_contiguous()
+          or out.device.type != "cpu" or not out.is_floating_point()):
+        raise ValueError(f"out must be a contiguous floating CPU tensor of shape {shape}")
     if not supported(layer):
         return out.copy_(layer.dequantized_weight(out.dtype))
-    words, absmax, levels = _operands(layer)
-    try:
-        rows = min(TILE_ROWS, layer.out_features)
-        for r0 in range(0, layer.out_features, rows):  # tile by tile: cache-sized
-            r1 = min(r0 + rows, layer.out_features)
-            key = (r1 - r0, layer.in_features, layer.blocksize, out.dtype)
-            _compiled(tile_kernel, key)(words[r0:r1], absmax[r0:r1], levels, out[r0:r1])
-    except Exception as e:
-        _disable(e)
-        out.copy_(layer.dequantized_weight(out.dtype))
-    return out
+    return decode_into(layer, out)

@@ -11,8 +11,9 @@ either, so the layer itself saves nothing for backward (LoRA on top saves its ow
 
 Two paths compute the same numbers (tested against each other):
   "readable"  ``minilora.quant.dequantize`` the whole matrix, then ``F.linear``
-  "fast"      minilora.qlora.fast: a fused kernel for few tokens, tile-wise dequantise + matmul
-              into one shared scratch buffer for many (CPU, torch.compile; falls back cleanly)
+  "fast"      minilora.qlora.fast (CPU): a fused torch.compile kernel for few tokens; for many,
+              W decoded by a byte table into one scratch buffer shared by all layers, then one
+              matmul (the readable numbers exactly); the backward decodes into it again
 """
 
 from __future__ import annotations
