@@ -59,8 +59,14 @@ def test_explorer_state_is_lora_costs_plus_the_run(explorer, minilm_read_only):
         "label": "W_q, W_k, W_v, W_o, r=64", "accuracy": None, "se": None, "n": None}
 
 
-def test_explorer_points_are_the_runs_and_the_reference(explorer):
-    assert len(explorer.points()) == 3
+def test_explorer_points_are_the_runs_and_the_reference_is_a_line(explorer):
+    assert len(explorer.points()) == 2 and all(p[0] != "full FT" for p in explorer.points())
+    label, acc = explorer.reference_line()
+    assert acc == 0.85 and label.startswith("full FT: 85.0 %") and "n = 1056" in label
+
+
+def test_explorer_without_reference_has_no_line(minilm_read_only):
+    assert LoRAExplorer(minilm_read_only[0], RUNS, draw=False).reference_line() is None
 
 
 def test_explorer_rejects_a_rank_it_does_not_offer(minilm_read_only):

@@ -71,19 +71,40 @@ def rank_sweep_figure(ranks, accuracies, n: int, reference=None,
     return fig
 
 
-def budget_figure(points, highlight=None, title="Accuracy against trainable parameters") -> Figure:
+def _stack_labels(xs, ys, gap: float, near: float = 0.15) -> list[float]:
+    """Heights for the labels of points (``xs`` on a log axis) so that no two labels of
+    points within ``near`` decades of each other sit closer than ``gap`` (data units):
+    such a cluster's labels are stacked upward in the order of their points' heights."""
+    order = sorted(range(len(xs)), key=lambda i: (ys[i], xs[i]))
+    placed: list[int] = []
+    out = list(ys)
+    for i in order:
+        for j in placed:
+            if abs(np.log10(xs[i]) - np.log10(xs[j])) < near and out[i] < out[j] + gap:
+                out[i] = out[j] + gap
+        placed.append(i)
+    return out
+
+
+def budget_figure(points, highlight=None, reference=None,
+                  title="Accuracy against trainable parameters") -> Figure:
     """Accuracy ± 1 SE against trainable parameters (log axis), one point per run.
 
     ``points``: iterable of ``(label, trainable_parameters, accuracy, n)``; labels of the form
-    ``"<targets>, r=<r>"`` are coloured by targets and annotated with r (points of different
-    targets at the same budget are spread slightly sideways). The point whose label is
-    ``highlight`` is drawn larger with a magenta edge.
+    ``"<targets>, r=<r>"`` are coloured by targets and labelled with r beside the point
+    (points of different targets at the same budget are spread slightly sideways, and
+    labels that would overlap are stacked apart, with a thin leader line to their point).
+    The point whose label is ``highlight`` is drawn larger with a magenta edge.
+    ``reference``: ``(label, accuracy)`` drawn as a dotted horizontal line, not as a point:
+    for a run on another budget or other test rows (say, full fine-tuning scored on the whole
+    split), which is context for the points, not one of them.
     """
+    points = list(points)
     fig = Figure(figsize=(6.8, 4.0), layout="constrained")
     ax = fig.subplots()
     groups = list(dict.fromkeys(label.rsplit(", r=", 1)[0] for label, *_ in points if ", r=" in label))
     colours = {g: f"C{i}" for i, g in enumerate(groups)}
-    seen = set()
+    seen, labelled = set(), []
     for label, params, acc, n in points:
         group, _, r = label.rpartition(", r=") if ", r=" in label else (label, "", "")
         x = params * 1.07 ** groups.index(group) if r else params  # sideways spread for equal budgets
@@ -94,13 +115,25 @@ def budget_figure(points, highlight=None, title="Accuracy against trainable para
                     label=None if group in seen else group)
         seen.add(group)
         if r:
-            ax.annotate(f"r={r}", (x, 100 * acc), textcoords="offset points", xytext=(5, 3), fontsize=7)
+            labelled.append((x, 100 * acc, f"r={r}", colours[group]))
+    if reference is not None:
+        ref_label, ref_acc = reference
+        ax.axhline(100 * ref_acc, color="0.3", ls=":", lw=1.2, label=ref_label)
+    if labelled:
+        low, high = ax.get_ylim()
+        heights = _stack_labels([p[0] for p in labelled], [p[1] for p in labelled], gap=0.055 * (high - low))
+        for (x, y, text, colour), y_text in zip(labelled, heights):
+            ax.annotate(text, (x, y), xytext=(x * 1.12, y_text), fontsize=7, color=colour, va="center",
+                        arrowprops=dict(arrowstyle="-", lw=0.5, color=colour) if y_text != y else None)
+        ax.set_ylim(low, max(high, max(heights) + 0.03 * (high - low)))
     ax.set_xscale("log")
+    low_x, high_x = ax.get_xlim()
+    ax.set_xlim(low_x, high_x * 1.25)  # room for the labels right of the last points
     ax.set_xlabel("trainable parameters")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title, fontsize=10)
     return fig
 
 

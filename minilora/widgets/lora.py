@@ -28,7 +28,8 @@ class LoRAExplorer:
 
     ``model``: the (base or adapted) model whose shapes are counted; ``runs`` maps
     ``(target-set label, r)`` to ``(accuracy, n)`` measured in the notebook; ``reference``
-    is ``(label, trainable, accuracy, n)`` for full fine-tuning, drawn on the figure.
+    is ``(label, trainable, accuracy, n)`` for a run on another budget or other rows (full
+    fine-tuning, say): drawn as a labelled line, never as one of the compared points.
     """
 
     def __init__(self, model, runs: dict, reference=None, head_parameters=0, targets="W_q, W_v", r=8,
@@ -69,11 +70,18 @@ class LoRAExplorer:
         return out
 
     def points(self):
-        """``(label, trainable, accuracy, n)`` for every measured run (for ``budget_figure``)."""
-        pts = [(f"{label}, r={r}",
-                lora_costs(self.model, TARGET_SETS[label], r, self.head_parameters)["trainable"], acc, n)
-               for (label, r), (acc, n) in self.runs.items()]
-        return pts + ([self.reference] if self.reference is not None else [])
+        """``(label, trainable, accuracy, n)`` for every measured run (for ``budget_figure``);
+        the reference is not one of them (``reference_line``)."""
+        return [(f"{label}, r={r}",
+                 lora_costs(self.model, TARGET_SETS[label], r, self.head_parameters)["trainable"], acc, n)
+                for (label, r), (acc, n) in self.runs.items()]
+
+    def reference_line(self):
+        """``(label, accuracy)`` of the reference for ``budget_figure(reference=...)``, or None."""
+        if self.reference is None:
+            return None
+        label, trainable, acc, n = self.reference
+        return f"{label}: {100 * acc:.1f} % ({trainable:,} trainable, n = {n})", acc
 
     def update(self) -> None:
         s = self.state()
@@ -90,4 +98,4 @@ class LoRAExplorer:
 
             self.plot.clear_output(wait=True)
             with self.plot:
-                display(budget_figure(self.points(), highlight=s["label"]))
+                display(budget_figure(self.points(), highlight=s["label"], reference=self.reference_line()))
