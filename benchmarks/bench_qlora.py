@@ -18,8 +18,12 @@ CPUs with AVX512-BF16, its eval-mode no-grad forward instead repacks the weight 
 kernel ("packed"); where this CPU has it, that path is timed too and the forward ratios
 are also given against it (it is not equivalent: ≈1e-2 off in fp32, tests/test_qlora_model.py).
 minilora's readable path (dequantise + F.linear) is shown for where the time goes. Outputs
-are checked equal (readable vs fast) in the same run. Tables: benchmarks/results/qlora.md
-and qlora.json.
+are checked equal (readable vs fast) in the same run. The load average (``os.getloadavg``)
+before and after goes into the table: on a machine shared with other jobs the ratios are
+"under load". The dequantise rows also give the output floor (allocate + first touch of a
+fresh bf16 output): whether a "fresh" output pays page faults depends on the allocator's
+state (glibc recycles a freed block below its mmap threshold), and it decides the fresh
+ratio. Tables: benchmarks/results/qlora.md and qlora.json.
 """
 
 from __future__ import annotations
@@ -130,7 +134,7 @@ def qlora_rows(lin, tokens, repeats, rows, warm):
     rows.append(row(name, times, "minilora readable", "bitsandbytes+peft"))
 
 
-def dequant_rows(lin, repeats, rows, warm):
+def dequant_rows(lin, repeats, rows, warm, floor):
     import bitsandbytes.functional as F
 
     ours = Linear4bit(lin, compute_dtype=torch.bfloat16)
@@ -142,20 +146,32 @@ def dequant_rows(lin, repeats, rows, warm):
     fns = {"minilora fresh": lambda: dequantize_into(ours, torch.bfloat16),
            "minilora out=": lambda: dequantize_into(ours, out=out_ours),
            "bitsandbytes fresh": lambda: F.dequantize_4bit(packed, qs)}
+    reused = torch.empty_like(out_ours)
+    fns["floor fresh"] = lambda: torch.empty_like(out_ours).fill_(0)  # what a fresh output costs
+    fns["floor reused"] = lambda: reused.fill_(0)
     warm["dequantise bf16"] = timed(fns["minilora fresh"])
     assert torch.equal(fns["minilora fresh"](), ours.dequantized_weight(torch.bfloat16))
+    assert torch.equal(fns["minilora out="](), ours.dequantized_weight(torch.bfloat16))
     times = interleaved(fns, repeats)
+    floor.update({k: 1e3 * statistics.median(times[k]) for k in ("floor fresh", "floor reused")})
     name = "dequantise to bf16 (NF4 + DQ)"
     rows.append(row(name, times, "minilora fresh", "bitsandbytes fresh", TARGETS["dequantise"]))
     rows.append(row(name, times, "minilora out=", "bitsandbytes fresh", None,
                     "bitsandbytes 0.50.2 has no CPU kernel for out= (NotImplementedError)"))
 
 
-def table(rows, warm, args) -> str:
+def under_load(load) -> bool:
+    """Other jobs ran: a 1-minute load above 0.5 before, or above this run's own threads after."""
+    return load[0][0] > 0.5 or load[1][0] > torch.get_num_threads() + 0.5
+
+
+def table(rows, warm, floor, load, args) -> str:
     head = (f"# QLoRA layer benchmark (`benchmarks/bench_qlora.py`)\n\n"
             f"{args.size}×{args.size} NF4 + double quantisation, blocksize 64, device cpu, torch "
             f"{torch.__version__}, {os.cpu_count()} CPUs ({torch.get_num_threads()} torch threads), "
-            f"median of {args.repeats} interleaved repeats, {time.strftime('%Y-%m-%d')}\n\n"
+            f"median of {args.repeats} interleaved repeats, {time.strftime('%Y-%m-%d %H:%M')}\n\n"
+            f"load average (1, 5, 15 min) before {load[0]}, after {load[1]}"
+            f"{' — under load: other jobs shared the CPUs' if under_load(load) else ''}\n\n"
             f"command: `python benchmarks/bench_qlora.py {' '.join(sys.argv[1:])}`".rstrip() + "\n\n"
             "ratio = minilora time / bitsandbytes time (lower is faster), median of per-repeat "
             "ratios [IQR].\n\n| case | minilora | bitsandbytes | minilora (ms) | bitsandbytes (ms) "
@@ -167,8 +183,11 @@ def table(rows, warm, args) -> str:
         lines.append(f"| {r['case']} | {r['mine']} | {r['ref']} | {r['mine_ms']:.1f} | {r['ref_ms']:.1f} "
                      f"| {r['ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] | {target} | {met} | {r['note']} |")
     first = ", ".join(f"{k} {v:.1f} s" for k, v in warm.items())
+    floors = (f"\n\noutput floor of the dequantise rows (allocate + first touch of a fresh 4096×4096 "
+              f"bf16 tensor): {floor['floor fresh']:.1f} ms; refilling a reused one: "
+              f"{floor['floor reused']:.1f} ms" if floor else "")
     return (head + "\n".join(lines)
-            + f"\n\nfirst call of minilora's fast path (includes compilation): {first}\n")
+            + f"\n\nfirst call of minilora's fast path (includes compilation): {first}" + floors + "\n")
 
 
 def main(argv=None) -> int:
@@ -189,16 +208,20 @@ def main(argv=None) -> int:
         return 1
     torch.manual_seed(0)
     lin = torch.nn.Linear(args.size, args.size, bias=False)
-    rows, warm = [], {}
+    rows, warm, floor = [], {}, {}
+    load_before = tuple(round(v, 2) for v in os.getloadavg())
     forward_rows(lin, 8, torch.float32, args.repeats, rows, warm)
     forward_rows(lin, 8, torch.bfloat16, args.repeats, rows, warm)
     forward_rows(lin, 512, torch.float32, args.repeats, rows, warm)
     qlora_rows(lin, 512, args.repeats, rows, warm)
-    dequant_rows(lin, args.repeats, rows, warm)
-    text = table(rows, warm, args)
+    dequant_rows(lin, args.repeats, rows, warm, floor)
+    load = (load_before, tuple(round(v, 2) for v in os.getloadavg()))
+    text = table(rows, warm, floor, load, args)
     print(text)
     write_atomic(RESULTS / "qlora.md", text)
-    record = {"rows": rows, "first_call_s": warm, "repeats": args.repeats, "size": args.size,
+    record = {"rows": rows, "first_call_s": warm, "output_floor_ms": floor, "loadavg": load,
+              "under_load": under_load(load),
+              "repeats": args.repeats, "size": args.size,
               "torch": torch.__version__, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
     write_atomic(RESULTS / "qlora.json", json.dumps(record, indent=1))
     print(f"written to {RESULTS / 'qlora.md'} and qlora.json")
