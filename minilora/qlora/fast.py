@@ -13,12 +13,12 @@ multiplies. Where the time goes there: decoding the codes, and the first touch o
   The float matrix is never written to memory; the codes (½ byte a weight) are read once per
   chunk of ``FUSED_CHUNK`` tokens, whose reductions share one loop over the codes. Sums are
   float32 whatever the compute dtype; the bias is added in float32, then one rounding.
-* many tokens (training): decode the whole matrix into ONE
-  scratch buffer shared by every 4-bit layer (allocated once on huge pages, so no call pays
-  a fresh allocation and first touch), by the byte table of ``minilora.quant.fast``
-  (``T[byte] = (levels[byte >> 4], levels[byte & 15])``, one lookup per stored byte, tile by
-  cache-sized tile, the constant's multiply writing the tile in the compute dtype), then
-  one matmul — the readable path's exact numbers, since W and the matmul are the same:
+* many tokens (training): decode the whole matrix into ONE scratch buffer shared by every
+  4-bit layer (allocated once on huge pages, so no call pays a fresh allocation and first
+  touch), by the byte table of ``minilora.quant.fast`` (``T[byte] = (levels[byte >> 4],
+  levels[byte & 15])``: one lookup per stored byte, cache-sized tiles, the constant's
+  multiply writing each tile in the compute dtype), then one matmul. W and the matmul are
+  the readable path's, so are the numbers, exactly:
 
       W = T[bytes] · c  (float32 product, rounded once to the compute dtype);  Y = X Wᵀ + b
 
@@ -122,7 +122,8 @@ def _compiled(fn, key=(), fuse=False):
 
 class Scratch:
     """One preallocated buffer per dtype, shared by every 4-bit layer (grown, never shrunk):
-    the largest layer's float matrix, on huge pages, touched once when (re)allocated."""
+    the largest layer's float matrix, on huge pages, touched once when (re)allocated. Each
+    call overwrites it, so layers must not run concurrently in threads of one process."""
 
     def __init__(self):
         self.buffers: dict = {}
