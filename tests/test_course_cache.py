@@ -108,6 +108,24 @@ def test_import_closure_of_the_runs_leaves_out_figures_and_widgets():
     assert not any(m.startswith(("minilora.viz", "minilora.widgets")) for m in closure)
 
 
+def test_import_closure_includes_parent_inits_without_what_they_re_export():
+    closure = cache.import_closure("minilora.course.runs")
+    assert "minilora" in closure and "minilora.course" in closure  # their __init__ files run
+    assert not any(m.startswith(("minilora.qlora", "minilora.quant", "minilora.adalora", "minilora.paged"))
+                   for m in closure)
+
+
+def test_editing_what_only_a_parent_init_imports_keeps_the_key(pkg):
+    (pkg / "__init__.py").write_text("from . import c\n")   # the package re-exports c
+    key = cache.cache_key({}, "pkg.a", files=[], root=pkg)
+    (pkg / "c.py").write_text("x = 3\n")
+    assert cache.cache_key({}, "pkg.a", files=[], root=pkg) == key
+    (pkg / "a.py").write_text("from . import c\n")           # now a imports it itself
+    key = cache.cache_key({}, "pkg.a", files=[], root=pkg)
+    (pkg / "c.py").write_text("x = 4\n")
+    assert cache.cache_key({}, "pkg.a", files=[], root=pkg) != key
+
+
 def _package(root, b_source):
     pkg = root / "pkg"
     pkg.mkdir(exist_ok=True)

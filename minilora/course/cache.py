@@ -130,18 +130,25 @@ def imported_modules(name: str, source: str, is_package: bool, known) -> set[str
 
 def import_closure(module: str, root: Path = PACKAGE_ROOT) -> dict[str, Path]:
     """``{module name: file}`` of ``module`` and every module of its package it imports,
-    transitively, read statically with ``ast`` (function-level imports count; importing a
-    module also runs its parent packages' ``__init__``, so those are included)."""
+    transitively, read statically with ``ast`` (function-level imports count).
+
+    Importing a module also runs its parent packages' ``__init__``, so their files are
+    included too, but what a parent ``__init__`` imports is followed only when the module
+    itself imports that package: ``minilora/__init__`` re-exports every idea, and an edit to
+    the quantisation code must not invalidate a cached LoRA run that never calls it.
+    """
     files = module_files(root, module.split(".")[0])
-    todo, seen = [module], {}
+    todo, seen, followed = [(module, True)], {}, set()
     while todo:
-        name = todo.pop()
-        if name in seen or name not in files:
+        name, follow = todo.pop()
+        if name not in files or name in followed or (name in seen and not follow):
             continue
         path = seen[name] = files[name]
-        todo.extend(".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1))
-        source = path.read_text(encoding="utf-8")
-        todo.extend(imported_modules(name, source, path.name == "__init__.py", files))
+        todo.extend((".".join(name.split(".")[:i]), False) for i in range(1, name.count(".") + 1))
+        if follow:
+            followed.add(name)
+            source = path.read_text(encoding="utf-8")
+            todo.extend((m, True) for m in imported_modules(name, source, path.name == "__init__.py", files))
     return dict(sorted(seen.items()))
 
 
