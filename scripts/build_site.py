@@ -39,8 +39,9 @@ TEMPLATES = Path(__file__).resolve().parent / "site_templates"
 
 # ---------------------------------------------------------------- the course map
 def topic(stem: str) -> str:
-    """A notebook's name without its number: ``06_paged_optimizer`` → ``paged_optimizer``."""
-    return re.sub(r"^\d+_", "", stem)
+    """A notebook's name without its number: ``06_paged_optimizer`` → ``paged_optimizer``,
+    ``02b_lora_ablations`` → ``lora_ablations`` (a letter after the number splits a lesson)."""
+    return re.sub(r"^\d+[a-z]?_", "", stem)
 
 
 def course_map(folder: Path) -> list[dict]:

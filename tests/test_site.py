@@ -56,6 +56,18 @@ def test_course_map_matches_by_name_without_number(site, tmp_path):
         ("09_extra", True, "—")]
 
 
+def test_a_letter_after_the_number_splits_a_lesson_and_sorts_after_it(site, tmp_path):
+    (tmp_path / "course.json").write_text(json.dumps({"notebooks": [
+        {"notebook": "02_lora", "idea": "i2", "seed": "—", "measures": "m2"},
+        {"notebook": "02b_lora_ablations", "idea": "i2b", "seed": "—", "measures": "m2b"},
+        {"notebook": "03_adalora", "idea": "i3", "seed": "—", "measures": "m3"}]}))
+    for stem in ("03_adalora", "02b_lora_ablations", "02_lora"):
+        (tmp_path / f"{stem}.ipynb").write_text(json.dumps(v4.new_notebook()))
+    assert site.topic("02b_lora_ablations") == "lora_ablations"
+    assert [(r["stem"], r["idea"]) for r in site.course_map(tmp_path)] == [
+        ("02_lora", "i2"), ("02b_lora_ablations", "i2b"), ("03_adalora", "i3")]
+
+
 def test_readme_course_table_is_made_from_course_json(site):
     readme = (ROOT / "README.md").read_text()
     table = readme.split("## The course", 1)[1].split("\n\n")[1].strip()
