@@ -12,12 +12,12 @@ The architecture of the whole library: docs/architecture.md.
 """
 
 from .estimate import BITS, CARDS_GB, PRESETS, calculator_memory
-from .fast import FUSED_MAX_TOKENS, TILE_ROWS, dequantize_into
+from .fast import FUSED_MAX_TOKENS, dequantize_into
 from .layer import COMPUTE_DTYPES, LEVELS, QUANTS_4BIT, Linear4bit, Linear8bit, QuantizedLinear
 from .model import QUANTS, MemoryReport, quantize_model, quantized_layers
 
 __all__ = [
     "BITS", "CARDS_GB", "PRESETS", "calculator_memory",
-    "COMPUTE_DTYPES", "FUSED_MAX_TOKENS", "LEVELS", "QUANTS", "QUANTS_4BIT", "TILE_ROWS", "Linear4bit",
+    "COMPUTE_DTYPES", "FUSED_MAX_TOKENS", "LEVELS", "QUANTS", "QUANTS_4BIT", "Linear4bit",
     "Linear8bit", "MemoryReport", "QuantizedLinear", "dequantize_into", "quantize_model", "quantized_layers",
 ]

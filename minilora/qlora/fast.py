@@ -37,12 +37,11 @@ import torch
 
 from ..quant import dequantize_absmax
 from ..quant.double import DoubleQuantizedAbsmax
-from ..quant.fast import TILE_BYTES, byte_table, dequantize_tiled, empty_huge
+from ..quant.fast import byte_table, dequantize_tiled, empty_huge
 
 FUSED_MAX_TOKENS = 16  # at most this many tokens: the fused kernel; more: decode + matmul
 FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # the fused kernel sums in float32
 FUSED_CHUNK = 4        # tokens per fused call (each chunk size is compiled once)
-TILE_ROWS = 2 * TILE_BYTES // 4096  # rows of a 4096-wide W decoded per tile of the byte table
 # bit offset of code k inside a little-endian int32 of 4 bytes (even element = high nibble)
 SHIFTS = (4, 0, 12, 8, 20, 16, 28, 24)
 
